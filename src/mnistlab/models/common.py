@@ -1,0 +1,119 @@
+"""Building blocks shared by the model families: activations, normalization, initialization."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from mnistlab.errors import ConfigError
+
+
+class ScaledTanh(nn.Module):
+    """LeCun's 1.7159 * tanh(2x/3), used by Ciresan et al. (2010)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.7159 * torch.tanh(x * (2.0 / 3.0))
+
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.01),
+    "selu": nn.SELU,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "scaled_tanh": ScaledTanh,
+    "identity": nn.Identity,
+}
+
+INITS = ("default", "zeros", "normal", "xavier", "kaiming")
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"model.activation={name!r} is unknown; choose one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def check_init(init: str) -> str:
+    if init not in INITS:
+        raise ConfigError(f"model.init={init!r} is unknown; choose one of: {', '.join(INITS)}")
+    return init
+
+
+def check_dropout(p: float, field: str = "model.dropout") -> float:
+    if not 0.0 <= p < 1.0:
+        raise ConfigError(f"{field}={p} must be in [0, 1)")
+    return float(p)
+
+
+def init_weights(model: nn.Module, init: str, activation: str = "relu", std: float = 0.01) -> None:
+    """Initialize every Linear/Conv weight by ``init``; biases to zero (except ``default``).
+
+    ``default`` keeps PyTorch's own initialization; ``zeros`` makes all units of a
+    layer identical (the symmetry problem); ``normal`` draws N(0, std^2);
+    ``xavier`` and ``kaiming`` use the gain of ``activation``.
+    """
+    check_init(init)
+    if init == "default":
+        return
+    nonlinearity = {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh", "scaled_tanh": "tanh",
+                    "sigmoid": "sigmoid", "selu": "selu"}.get(activation, "relu")
+    gain = nn.init.calculate_gain(nonlinearity, 0.01) if nonlinearity != "selu" else 1.0
+    for module in model.modules():
+        if not isinstance(module, (nn.Linear, nn.Conv2d)):
+            continue
+        weight = module.weight
+        if init == "zeros":
+            nn.init.zeros_(weight)
+        elif init == "normal":
+            nn.init.normal_(weight, 0.0, std)
+        elif init == "xavier":
+            nn.init.xavier_uniform_(weight, gain=gain)
+        elif init == "kaiming":
+            if nonlinearity in ("relu", "leaky_relu"):
+                nn.init.kaiming_normal_(weight, a=0.01 if nonlinearity == "leaky_relu" else 0.0,
+                                        nonlinearity=nonlinearity)
+            else:  # kaiming's fan-in scaling with this activation's gain
+                fan_in = nn.init._calculate_correct_fan(weight, "fan_in")
+                nn.init.normal_(weight, 0.0, gain / math.sqrt(fan_in))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def flat_features(input_shape: tuple[int, ...]) -> int:
+    return int(math.prod(input_shape))
+
+
+def check_shape(num_classes: int, input_shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    if num_classes < 2:
+        raise ConfigError(f"num_classes={num_classes} must be at least 2")
+    if len(input_shape) != 3:
+        raise ConfigError(f"input_shape={tuple(input_shape)} must be (channels, height, width)")
+    return int(num_classes), tuple(int(d) for d in input_shape)
+
+
+class Classifier(nn.Module):
+    """Base of every model family: knows its input shape and class count.
+
+    ``penultimate`` exposes the features before the last linear layer (used by
+    t-SNE and other diagnostics); ``conv_layers`` lists layers Grad-CAM can use.
+    """
+
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    head: nn.Linear
+
+    def conv_layers(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, nn.Conv2d)]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))

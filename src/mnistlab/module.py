@@ -1,0 +1,219 @@
+"""The LightningModule every model family trains with: loss, metrics, optimizer, divergence stop."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from mnistlab.errors import ConfigError
+from mnistlab.optim import build_scheduler, parameter_groups
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("ce", "mse")
+
+
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """Accuracy (fraction correct) and macro precision / recall / F1, named ``<stage>/<metric>``."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "precision_macro": MulticlassPrecision(num_classes, average="macro"),
+            "recall_macro": MulticlassRecall(num_classes, average="macro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class ClassifierModule(L.LightningModule):
+    """Trains ``net`` with cross-entropy or MSE, optional L1 penalty and label smoothing.
+
+    Args:
+        net: a :class:`mnistlab.models.Classifier`.
+        optimizer: partial optimizer (Hydra ``_partial_``), called with parameter groups.
+        scheduler: partial LR scheduler or None; ``scheduler_interval`` is ``step`` or ``epoch``.
+        loss: ``ce`` (cross-entropy on logits) or ``mse`` (squared error of softmax vs one-hot,
+            summed over classes, averaged over the batch).
+        label_smoothing: mass moved from the true class to all classes (both losses).
+        l1: coefficient of the L1 penalty on weights (not biases / norm scales).
+        decay_norm_and_bias: apply the optimizer's weight decay to biases and norm scales too.
+        channels_last: NHWC memory layout for conv nets (``auto``: when the net has convolutions).
+        compile: wrap the net with ``torch.compile``.
+        class_names: for callbacks' pictures and tables.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "step",
+        scheduler_monitor: str | None = None,
+        loss: str = "ce",
+        label_smoothing: float = 0.0,
+        l1: float = 0.0,
+        decay_norm_and_bias: bool = False,
+        channels_last: bool | str = "auto",
+        compile: bool = False,
+        class_names: list[str] | None = None,
+        divergence_check_every_n_steps: int = 1,
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"module.loss={loss!r} is unknown; choose one of: {', '.join(LOSSES)}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1)")
+        if l1 < 0:
+            raise ConfigError(f"module.l1={l1} must be >= 0")
+        self.save_hyperparameters(
+            ignore=["net", "optimizer", "scheduler", "class_names"], logger=False
+        )
+        self.net = net
+        self.num_classes: int = net.num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
+        self.channels_last = has_conv if channels_last == "auto" else bool(channels_last)
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.forward_net: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.net) if compile else self.net
+        self.train_metrics = classification_metrics(self.num_classes, "train/")
+        self.val_metrics = classification_metrics(self.num_classes, "val/")
+        self.test_metrics = classification_metrics(self.num_classes, "test/")
+        self.losses = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in ("train", "val", "test")})
+        self.val_acc_best = MaxMetric()
+        self.diverged: dict[str, Any] | None = None
+        #: the resolved run config, stored in checkpoints so eval can rebuild the model
+        self.run_config: dict[str, Any] | None = None
+
+    # --- forward and loss -----------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.forward_net(x)
+
+    def criterion(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        smoothing = self.hparams.label_smoothing
+        if self.hparams.loss == "ce":
+            return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        target = F.one_hot(labels, self.num_classes).to(logits.dtype)
+        if smoothing:
+            target = target * (1 - smoothing) + smoothing / self.num_classes
+        return F.mse_loss(logits.softmax(dim=1), target, reduction="sum") / len(labels)
+
+    def l1_penalty(self) -> torch.Tensor:
+        return sum(p.abs().sum() for p in self.net.parameters() if p.ndim >= 2)
+
+    # --- steps ---------------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        if self.hparams.l1:
+            loss = loss + self.hparams.l1 * self.l1_penalty()
+        every = self.hparams.divergence_check_every_n_steps
+        if every and batch_idx % every == 0 and not torch.isfinite(loss).item():
+            self._stop_diverged(loss)
+            return None  # skip this optimizer step
+        self.losses["train_loss"].update(loss.detach(), len(labels))
+        self.train_metrics.update(logits.detach(), labels)
+        return loss
+
+    def _stop_diverged(self, loss: torch.Tensor) -> None:
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+        self.diverged = {"epoch": self.current_epoch, "step": self.global_step, "loss": float(loss), "lr": lr}
+        log.error(
+            "training diverged: train/loss=%s at epoch %d, step %d (lr=%.3g); stopping this run. "
+            "Lower optimizer.lr, add a warm-up (scheduler=warmup_cosine) or clip gradients "
+            "(trainer.gradient_clip_val=1.0).",
+            float(loss), self.current_epoch, self.global_step, lr,
+        )
+        self.trainer.should_stop = True
+
+    def _eval_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        self.losses[f"{stage}_loss"].update(loss, len(labels))
+        getattr(self, f"{stage}_metrics").update(logits, labels)
+        return {"logits": logits, "labels": labels}
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._eval_step("val", batch)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._eval_step("test", batch)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(images).softmax(dim=1)
+
+    # --- epoch ends: compute once, log once ------------------------------------------------
+    def _log_epoch(self, stage: str) -> dict[str, torch.Tensor]:
+        metrics = getattr(self, f"{stage}_metrics")
+        loss_metric = self.losses[f"{stage}_loss"]  # updated on the same batches as the metrics
+        values: dict[str, torch.Tensor] = {}
+        if loss_metric.update_count:
+            values = {**metrics.compute(), f"{stage}/loss": loss_metric.compute()}
+        metrics.reset()
+        loss_metric.reset()
+        if values:
+            self.log_dict(values, sync_dist=True)
+        return values
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # drop values seen during the sanity check
+
+    def on_train_epoch_end(self) -> None:
+        values = self._log_epoch("train")
+        loss = values.get("train/loss")
+        if self.diverged is None and loss is not None and not torch.isfinite(loss):
+            self._stop_diverged(loss)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_epoch("val")
+        if "val/acc" in values and not self.trainer.sanity_checking:
+            self.val_acc_best(values["val/acc"])
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    # --- optimization --------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        groups = parameter_groups(self.net, self.hparams.decay_norm_and_bias)
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        interval = self.hparams.scheduler_interval
+        scheduler = build_scheduler(
+            self.scheduler_factory,
+            optimizer,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            total_epochs=int(self.trainer.max_epochs or 1),
+            interval=interval,
+        )
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
+        if self.hparams.scheduler_monitor:
+            config["monitor"] = self.hparams.scheduler_monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    # --- checkpoints carry the config ------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mnistlab_config"] = self.run_config
+        checkpoint["mnistlab_class_names"] = self.class_names
