@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 DATA ?= $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,data)
 export MNISTLAB_DATA_ROOT ?= $(DATA)
 
-.PHONY: help install train test test-fast lint format clean
+.PHONY: help install train test test-fast lint format clean sweep report bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,6 +15,23 @@ install:  ## create .venv and install mnistlab with dev tools
 
 train:  ## one run with the default config (data root: $(DATA))
 	$(PYTHON) train.py
+
+BENCH_OUT ?= outputs/bench.json
+bench:  ## throughput: standard pipeline vs mnistlab vs plain loop (BENCH_ARGS=--quick; JSON in $(BENCH_OUT))
+	$(PYTHON) -m mnistlab.bench --out $(BENCH_OUT) $(BENCH_ARGS)
+
+SWEEP_EPOCHS ?= 3
+SWEEP_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
+SWEEP_DIR ?= multirun/sweep_$(SWEEP_STAMP)
+
+sweep:  ## flagship study: softmax/mlp/cnn x sgd/adam x 3 seeds on Fashion-MNIST, 2 parallel jobs, then the report
+	$(PYTHON) train.py -m launcher=joblib hydra.launcher.n_jobs=2 data=fashion_mnist \
+		model=softmax,mlp,cnn optimizer=sgd,adam seed=1,2,3 trainer.max_epochs=$(SWEEP_EPOCHS) \
+		trainer.enable_progress_bar=false hydra.sweep.dir=$(SWEEP_DIR)
+	@echo "sweep report: $(SWEEP_DIR)/report.html (table: $(SWEEP_DIR)/report.md, rows: $(SWEEP_DIR)/summary.csv)"
+
+report:  ## (re)build a sweep's report: make report DIR=multirun/<date>/<time>
+	$(PYTHON) -m mnistlab.report $(DIR)
 
 test:  ## the whole test suite (real-data smoke runs included)
 	$(PYTHON) -m pytest -q

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 from numbers import Number
 
+from typing import Any
+
+import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.optim import frac_epochs
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+\-\[\]]+")
@@ -30,6 +35,14 @@ def sweep_name(mode: object, sweep_dir: str) -> str:
     return str(sweep_dir).replace("/", "_") if "MULTIRUN" in str(mode) else "single"
 
 
+def cpu_share(n_jobs: int | str, cores: int | None = None) -> int:
+    """Torch threads per job when ``n_jobs`` jobs share the machine (joblib: -1 = one per core)."""
+    cores = cores or os.cpu_count() or 1
+    n = int(n_jobs)
+    jobs = cores + 1 + n if n < 0 else n  # joblib: -1 = all cores, -2 = all but one
+    return max(1, cores // max(1, min(jobs, cores)))
+
+
 def register_resolvers() -> None:
     """Register the resolvers conf/ uses (idempotent; call before composing configs)."""
     for name, fn in {
@@ -37,9 +50,20 @@ def register_resolvers() -> None:
         "run_name": run_name,
         "sweep_name": sweep_name,
         "frac_epochs": frac_epochs,
+        "cpu_share": cpu_share,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+
+
+def instantiate(config: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that lets our own one-line errors through unwrapped."""
+    try:
+        return hydra.utils.instantiate(config, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, MnistlabError):
+            raise err.__cause__ from None
+        raise
 
 
 def _positive_number(value: object) -> bool:

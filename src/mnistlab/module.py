@@ -54,6 +54,13 @@ class ClassifierModule(L.LightningModule):
         channels_last: NHWC memory layout for conv nets (``auto``: when the net has convolutions).
         compile: wrap the net with ``torch.compile``.
         class_names: for callbacks' pictures and tables.
+        divergence_check_every_n_steps: how often a non-finite training loss is looked for.
+            ``1`` checks every step and skips the optimizer step of a non-finite loss; ``N > 1``
+            reads a flag kept on the device every N steps (a GPU does not wait for the CPU each
+            step) and stops then; ``0`` checks only the epoch's mean loss; ``auto`` is 1 on the
+            CPU, where reading a value costs nothing, and 50 on a GPU.
+        tta_flip: test-time augmentation for mirror-symmetric classes (Fashion-MNIST): validation,
+            test and prediction average the logits of each image and its horizontal mirror.
     """
 
     def __init__(
@@ -70,7 +77,8 @@ class ClassifierModule(L.LightningModule):
         channels_last: bool | str = "auto",
         compile: bool = False,
         class_names: list[str] | None = None,
-        divergence_check_every_n_steps: int = 1,
+        divergence_check_every_n_steps: int | str = "auto",
+        tta_flip: bool = False,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -79,6 +87,11 @@ class ClassifierModule(L.LightningModule):
             raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1)")
         if l1 < 0:
             raise ConfigError(f"module.l1={l1} must be >= 0")
+        every = divergence_check_every_n_steps
+        if every != "auto" and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
+            raise ConfigError(
+                f"module.divergence_check_every_n_steps={every!r} must be a whole number >= 0 or auto"
+            )
         self.save_hyperparameters(
             ignore=["net", "optimizer", "scheduler", "class_names"], logger=False
         )
@@ -95,8 +108,16 @@ class ClassifierModule(L.LightningModule):
         self.train_metrics = classification_metrics(self.num_classes, "train/")
         self.val_metrics = classification_metrics(self.num_classes, "val/")
         self.test_metrics = classification_metrics(self.num_classes, "test/")
-        self.losses = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in ("train", "val", "test")})
+        self.losses = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in ("val", "test")})
         self.val_acc_best = MaxMetric()
+        # Training metrics are accumulated cheaply on the device (argmax and a loss sum per
+        # step) and handed to torchmetrics once per epoch: the same values, without a
+        # torchmetrics update (and its host syncs) on every step.
+        self._train_preds: list[torch.Tensor] = []
+        self._train_labels: list[torch.Tensor] = []
+        self._train_loss_sum: torch.Tensor | None = None
+        self._train_count = 0
+        self._nonfinite: torch.Tensor | None = None  # device flag for checks every N > 1 steps
         self.diverged: dict[str, Any] | None = None
         #: the resolved run config, stored in checkpoints so eval can rebuild the model
         self.run_config: dict[str, Any] | None = None
@@ -106,6 +127,12 @@ class ClassifierModule(L.LightningModule):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.forward_net(x)
+
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation: with ``tta_flip``, the mean over the image and its mirror."""
+        if not self.hparams.tta_flip:
+            return self(x)
+        return (self(x) + self(x.flip(-1))) / 2
 
     def criterion(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         smoothing = self.hparams.label_smoothing
@@ -120,21 +147,66 @@ class ClassifierModule(L.LightningModule):
         return sum(p.abs().sum() for p in self.net.parameters() if p.ndim >= 2)
 
     # --- steps ---------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # refused here, before the first batch: the module alone does not know its data set
+        spec = getattr(getattr(self.trainer, "datamodule", None), "spec", None)
+        if self.hparams.tta_flip and spec is not None and not spec.mirror_invariant:
+            raise ConfigError(
+                f"module.tta_flip=true does not fit data={spec.name}: a mirrored image changes its class; "
+                f"set module.tta_flip=false or use a mirror-invariant data set (fashion_mnist)"
+            )
+
+    @property
+    def divergence_check_interval(self) -> int:
+        """Steps between non-finite-loss checks (0: only at epoch end)."""
+        every = self.hparams.divergence_check_every_n_steps
+        if every == "auto":
+            return 1 if self.device.type == "cpu" else 50
+        return int(every)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         images, labels = batch
         logits = self(images)
         loss = self.criterion(logits, labels)
         if self.hparams.l1:
             loss = loss + self.hparams.l1 * self.l1_penalty()
-        every = self.hparams.divergence_check_every_n_steps
-        if every and batch_idx % every == 0 and not torch.isfinite(loss).item():
+        every = self.divergence_check_interval
+        if every == 1 and not torch.isfinite(loss).item():
             self._stop_diverged(loss)
             return None  # skip this optimizer step
-        self.losses["train_loss"].update(loss.detach(), len(labels))
-        self.train_metrics.update(logits.detach(), labels)
+        self._accumulate_train(loss.detach(), logits.detach(), labels)
+        if every > 1:
+            nonfinite = ~torch.isfinite(loss.detach())
+            self._nonfinite = nonfinite if self._nonfinite is None else self._nonfinite | nonfinite
+            if (batch_idx + 1) % every == 0 and self._nonfinite.item():
+                self._stop_diverged(self._train_loss_sum / self._train_count)  # the non-finite running mean
         return loss
 
+    def _accumulate_train(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        # Same arithmetic as MeanMetric.update(loss, n): a float32 sum of loss * n, then / sum(n).
+        weighted = loss * len(labels)
+        self._train_loss_sum = weighted if self._train_loss_sum is None else self._train_loss_sum + weighted
+        self._train_count += len(labels)
+        self._train_preds.append(logits.argmax(dim=1))
+        self._train_labels.append(labels)
+
+    def _train_epoch_values(self) -> dict[str, torch.Tensor]:
+        """train/* metrics of the epoch from the accumulated predictions (then cleared)."""
+        values: dict[str, torch.Tensor] = {}
+        if self._train_count:
+            # argmax predictions give the same counts as logits (torchmetrics takes their argmax)
+            self.train_metrics.update(torch.cat(self._train_preds), torch.cat(self._train_labels))
+            values = {**self.train_metrics.compute(), "train/loss": self._train_loss_sum / self._train_count}
+        self.train_metrics.reset()
+        self._train_preds, self._train_labels = [], []
+        self._train_loss_sum, self._train_count, self._nonfinite = None, 0, None
+        return values
+
     def _stop_diverged(self, loss: torch.Tensor) -> None:
+        self.trainer.should_stop = True
+        if self.diverged is not None:  # Lightning may run a few more steps (min_epochs): report once
+            return
+        loss = loss.detach()
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
         self.diverged = {"epoch": self.current_epoch, "step": self.global_step, "loss": float(loss), "lr": lr}
         log.error(
@@ -143,11 +215,10 @@ class ClassifierModule(L.LightningModule):
             "(trainer.gradient_clip_val=1.0).",
             float(loss), self.current_epoch, self.global_step, lr,
         )
-        self.trainer.should_stop = True
 
     def _eval_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, labels = batch
-        logits = self(images)
+        logits = self.eval_logits(images)
         loss = self.criterion(logits, labels)
         self.losses[f"{stage}_loss"].update(loss, len(labels))
         getattr(self, f"{stage}_metrics").update(logits, labels)
@@ -161,7 +232,7 @@ class ClassifierModule(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(images).softmax(dim=1)
+        return self.eval_logits(images).softmax(dim=1)
 
     # --- epoch ends: compute once, log once ------------------------------------------------
     def _log_epoch(self, stage: str) -> dict[str, torch.Tensor]:
@@ -180,7 +251,9 @@ class ClassifierModule(L.LightningModule):
         self.val_acc_best.reset()  # drop values seen during the sanity check
 
     def on_train_epoch_end(self) -> None:
-        values = self._log_epoch("train")
+        values = self._train_epoch_values()
+        if values:
+            self.log_dict(values, sync_dist=True)
         loss = values.get("train/loss")
         if self.diverged is None and loss is not None and not torch.isfinite(loss):
             self._stop_diverged(loss)

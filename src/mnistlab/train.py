@@ -10,7 +10,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -18,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.callbacks import EpochHistory
-from mnistlab.config import validate
+from mnistlab.config import instantiate, validate
 from mnistlab.data import BatchAugmentation, MNISTDataModule
 from mnistlab.errors import MnistlabError
 from mnistlab.module import ClassifierModule
@@ -40,25 +39,25 @@ def _instantiate_dict(section: DictConfig | None) -> list[Any]:
     """Instantiate every non-null entry of a name -> config mapping (callbacks, loggers)."""
     if not section:
         return []
-    return [hydra.utils.instantiate(c) for c in section.values() if c is not None and "_target_" in c]
+    return [instantiate(c) for c in section.values() if c is not None and "_target_" in c]
 
 
 def build(cfg: DictConfig) -> tuple[MNISTDataModule, ClassifierModule]:
     """Data module and LightningModule from a composed config (cheap: loads no data)."""
     validate(cfg)
-    transforms = hydra.utils.instantiate(OmegaConf.select(cfg, "augmentation.transforms", default=[]) or [])
-    datamodule: MNISTDataModule = hydra.utils.instantiate(
+    transforms = instantiate(OmegaConf.select(cfg, "augmentation.transforms", default=[]) or [])
+    datamodule: MNISTDataModule = instantiate(
         cfg.data, augmentation=BatchAugmentation(list(transforms)), _convert_="all"
     )
-    net = hydra.utils.instantiate(
+    net = instantiate(
         cfg.model, num_classes=datamodule.num_classes, input_shape=datamodule.input_shape, _convert_="all"
     )
     scheduler_cfg = cfg.get("scheduler") or {}
     scheduler = scheduler_cfg.get("scheduler")
     module = ClassifierModule(
         net=net,
-        optimizer=hydra.utils.instantiate(cfg.optimizer, _convert_="all"),
-        scheduler=hydra.utils.instantiate(scheduler, _convert_="all") if scheduler else None,
+        optimizer=instantiate(cfg.optimizer, _convert_="all"),
+        scheduler=instantiate(scheduler, _convert_="all") if scheduler else None,
         scheduler_interval=scheduler_cfg.get("interval", "step"),
         scheduler_monitor=scheduler_cfg.get("monitor"),
         class_names=datamodule.class_names,
@@ -85,7 +84,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history = EpochHistory(out)
     callbacks = [*_instantiate_dict(cfg.get("callbacks")), history]
     loggers = _instantiate_dict(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)

@@ -118,16 +118,18 @@ def load_split(spec: DatasetSpec, root: Path, train: bool, download: bool) -> tu
     present = all((raw / f).is_file() for f in spec.raw_files)
     if not present and not download:
         raise DataError(f"{spec.name} files not found in {raw} and data.download=false; {fix}")
+    if not present:
+        try:
+            spec.torchvision_class(str(root), train=train, download=True)
+        except Exception as err:  # URLError, HTTP errors, checksum mismatch, ...
+            lines = str(err).strip().splitlines()
+            reason = lines[-1][:160] if lines else type(err).__name__
+            raise DataError(f"{spec.name} not found in {raw} and the download failed ({reason}); {fix}") from None
     try:
-        dataset = spec.torchvision_class(str(root), train=train, download=download and not present)
-    except (RuntimeError, OSError) as err:  # URLError is an OSError
-        reason = str(err).strip().splitlines()[-1][:160] if str(err).strip() else type(err).__name__
+        dataset = spec.torchvision_class(str(root), train=train, download=False)
+    except Exception as err:  # torchvision asserts / fails to reshape on damaged files
         raise DataError(
-            f"{spec.name} not found in {raw} and the download failed ({reason}); {fix}"
-        ) from None
-    except (AssertionError, ValueError, IndexError, KeyError) as err:
-        raise DataError(
-            f"{spec.name} files in {raw} are corrupt or truncated ({type(err).__name__}); "
+            f"{spec.name} files in {raw} are corrupt or truncated ({type(err).__name__}: {str(err)[:120]}); "
             f"delete them to download again, or {fix}"
         ) from None
     images, labels = dataset.data, dataset.targets
@@ -318,13 +320,16 @@ class MNISTDataModule(L.LightningDataModule):
         """uint8 or [0, 1] float images -> normalized float images, on their device."""
         if images.dtype == torch.uint8:
             images = images.float().div_(255)
-        if images.device not in self._stats:
-            self._stats[images.device] = (
-                torch.tensor(self.mean, device=images.device),
-                torch.tensor(1.0 / self.std, device=images.device),
-            )
-        mean, inv_std = self._stats[images.device]
+        mean, inv_std = self._device_stats(images.device)
         return (images - mean) * inv_std
+
+    def _device_stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._stats:
+            self._stats[device] = (
+                torch.tensor(self.mean, device=device),
+                torch.tensor(1.0 / self.std, device=device),
+            )
+        return self._stats[device]
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
@@ -332,7 +337,9 @@ class MNISTDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if self.augmentation and trainer is not None and trainer.training:
             images = self.augmentation(images, self._aug_generator)
-        return self.normalize(images), labels
+        # in place (same arithmetic as normalize()): this float batch is ours, not the caller's
+        mean, inv_std = self._device_stats(images.device)
+        return images.sub_(mean).mul_(inv_std), labels
 
     def state_dict(self) -> dict[str, Any]:
         return {"aug_generator": self._aug_generator.get_state(), "seed": self.seed}

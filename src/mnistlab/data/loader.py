@@ -78,4 +78,5 @@ class InMemoryBatches:
             return
         for start in range(0, stop, self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield self.images[idx], self.labels[idx]
+            # index_select, not images[idx]: ~10x faster for uint8 batches on the CPU
+            yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
