@@ -90,7 +90,7 @@ def _one_step(module: ClassifierModule) -> None:
         lr_config = config["lr_scheduler"]
         lr_config["scheduler"].step(0.5) if lr_config.get("monitor") else lr_config["scheduler"].step()
     assert torch.isfinite(loss)
-    assert any(not torch.equal(b, p) for b, p in zip(before, module.net.parameters())), "no parameter changed"
+    assert any(not torch.equal(b, p) for b, p in zip(before, module.net.parameters(), strict=True)), "no parameter changed"
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -103,7 +103,7 @@ def test_batches_are_seeded(data_root) -> None:
         return out
 
     a, b, c = first_batches(1), first_batches(1), first_batches(2)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(a[0], c[0])
     assert not torch.equal(a[0], a[1])
 

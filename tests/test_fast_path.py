@@ -218,7 +218,7 @@ def test_benchmark_quick_mode_writes_every_cell(tmp_path, data_root, monkeypatch
     out = tmp_path / "bench.json"
     bench.main(["--quick", "--repeats", "1", "--out", str(out)])
     report = json.loads(out.read_text())
-    assert set(report["models"]) == {"softmax", "mlp", "cnn"}
+    assert set(report["models"]) == {"softmax", "mlp", "lenet"}
     for model, row in report["models"].items():
         for cells in (row, row["eval"]):
             for key in (

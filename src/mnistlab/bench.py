@@ -23,6 +23,9 @@ Timing rules (so the three are comparable):
   the run's trainer config and loggers but without the artifact callbacks (reports, not
   inference). The fixed start-up of ``fit``/``test`` calls is reported separately
   (``startup_s``); the bar is drawn into a buffer every ``progress_bar_refresh_rate`` batches;
+* ``--device cuda``: mnistlab runs with ``trainer=gpu`` (bf16 autocast, the uint8 data set
+  resident on the GPU); the plain loop uses the same autocast on the same resident tensors; the
+  standard pipeline runs in float32 with pinned host memory, as the tutorials do;
 * threads: ``torch.set_num_threads(--threads)`` (default 1) in this process; DataLoader
   workers run with torch's default of one thread each. On a shared 2-core machine more
   threads make timings unstable (see ../shared/STACK.md).
@@ -61,10 +64,13 @@ from mnistlab.train import build
 from mnistlab.utils import quiet_warnings
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-MODELS = ("softmax", "mlp", "cnn")
+MODELS = ("softmax", "mlp", "lenet")  # the default set; any conf/model family works with --models
 #: the CPU goals of issue 5, checked in every run
 GOAL_SPEEDUP_MODEL, GOAL_SPEEDUP = "mlp", 3.0
 GOAL_OVERHEAD_BATCH, GOAL_OVERHEAD = 512, 0.25
+#: trainer.precision -> the autocast dtype the plain loop uses on a GPU (the standard
+#: pipeline stays in float32, as the tutorials run it)
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 # --- configs ---------------------------------------------------------------------------------
@@ -150,6 +156,7 @@ def train_loop(
     device: torch.device,
     limit: int | None,
     prepare: Callable[[torch.Tensor], torch.Tensor],
+    autocast: torch.dtype | None = None,
 ) -> tuple[int, float, float]:
     """A plain training loop; returns (images, seconds, CPU seconds of this thread)."""
     net.train()
@@ -159,7 +166,10 @@ def train_loop(
     for x, y in _take(batches, limit):
         x, y = prepare(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(net(x), y)
+        with torch.autocast(
+            device.type, dtype=autocast or torch.float32, enabled=autocast is not None
+        ):
+            loss = F.cross_entropy(net(x), y)
         loss.backward()
         optimizer.step()
         images += len(y)
@@ -174,6 +184,7 @@ def eval_loop(
     device: torch.device,
     limit: int | None,
     prepare: Callable[[torch.Tensor], torch.Tensor],
+    autocast: torch.dtype | None = None,
 ) -> tuple[int, float]:
     """Test-set inference with loss and accuracy; returns (images, seconds)."""
     net.eval()
@@ -183,7 +194,10 @@ def eval_loop(
     start = time.perf_counter()
     for x, y in _take(batches, limit):
         x, y = prepare(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
-        logits = net(x)
+        with torch.autocast(
+            device.type, dtype=autocast or torch.float32, enabled=autocast is not None
+        ):
+            logits = net(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
         images += len(y)
@@ -373,6 +387,8 @@ def bench_model(
             net = fresh.net.to(device)
             optimizer = fresh.optimizer_factory(params=parameter_groups(net, False))
             prepare = make_normalizer(dm.mean, dm.std, fresh.channels_last)
+            # the floor does the same arithmetic as mnistlab: its autocast on a GPU (bf16-mixed)
+            amp = AUTOCAST.get(str(cfg.trainer.precision)) if device.type == "cuda" else None
             x, y = (t.to(device) for t in dm.split("train"))
             n, s, cpu = train_loop(
                 net,
@@ -381,6 +397,7 @@ def bench_model(
                 device,
                 train_batches,
                 prepare,
+                amp,
             )
             runs.setdefault(f"plain{tag}", []).append(_ips(n, s))
             cpu_runs.setdefault(f"plain{tag}", []).append(_ips(n, cpu))
@@ -394,6 +411,7 @@ def bench_model(
                     device,
                     eval_batches,
                     prepare,
+                    amp,
                 )
                 eval_runs.setdefault("plain", []).append(_ips(n, s))
             # (a) the standard pipeline, each worker count
@@ -526,7 +544,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--out", type=Path, default=None, help="write the results as JSON to this file"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument(
+        "--models", nargs="+", default=list(MODELS), help="conf/model families (e.g. cnn)"
+    )
     parser.add_argument(
         "--repeats", type=int, default=None, help="repeats per pipeline (default 3; --quick 2)"
     )
@@ -543,6 +563,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no CUDA GPU; run with --device cpu")
+    unknown = [m for m in args.models if not (CONF_DIR / "model" / f"{m}.yaml").is_file()]
+    if unknown:
+        known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+        raise SystemExit(
+            f"error: --models {' '.join(unknown)}: no such conf/model; choose from {', '.join(known)}"
+        )
     if args.repeats is not None and args.repeats < 1:
         raise SystemExit(f"error: --repeats={args.repeats} must be >= 1")
     quiet_warnings()

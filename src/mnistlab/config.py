@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from numbers import Number
-
 from typing import Any
 
 import hydra

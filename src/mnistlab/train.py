@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.callbacks import EpochHistory
@@ -82,8 +83,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"{sum(p.numel() for p in module.net.parameters()):,}",
     )
     history = EpochHistory(out)
-    callbacks = [*_instantiate_dict(cfg.get("callbacks")), history]
     loggers = _instantiate_dict(cfg.get("logger"))
+    callbacks = [*_instantiate_dict(cfg.get("callbacks")), history]
+    if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv has the lr
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     start = time.perf_counter()

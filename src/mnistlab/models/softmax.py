@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnistlab.models.common import Classifier, check_dropout, check_shape, flat_features, init_weights
+from mnistlab.models.common import (
+    Classifier,
+    check_dropout,
+    check_shape,
+    flat_features,
+    init_weights,
+)
 
 
 class SoftmaxRegression(Classifier):

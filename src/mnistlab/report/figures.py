@@ -6,9 +6,10 @@ import math
 import textwrap
 
 import numpy as np
+import yaml
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
 from mnistlab.report.stats import Analysis, Group, higher_is_better
 
@@ -22,6 +23,17 @@ def _colors(n: int) -> list:
 
 def _short(label: str, width: int = 48) -> str:
     return "\n".join(textwrap.wrap(label, width)) or label
+
+
+def compact(value: str, width: int = 24) -> str:
+    """Short tick text: ``[256,256,...]`` of one repeated element becomes ``[256]x8``; long text is clipped."""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = None
+    if isinstance(parsed, list) and len(parsed) > 1 and all(v == parsed[0] for v in parsed):
+        return f"[{parsed[0]}]x{len(parsed)}"
+    return value if len(value) <= width else value[: width - 3] + "..."
 
 
 def _ranked(analysis: Analysis) -> list[Group]:
@@ -204,7 +216,7 @@ def parallel_coordinates(analysis: Analysis) -> Figure | None:
     for x, (_, _, ticks) in enumerate(columns):
         ax.axvline(x, color="black", lw=0.8)
         for p, text in ticks[:12]:
-            ax.text(x + 0.03, p, textwrap.shorten(str(text), 22), fontsize=7, va="center")
+            ax.text(x + 0.03, p, compact(str(text)), fontsize=7, va="center")
     ax.set_xticks(range(len(columns)), [_short(c[0], 20) for c in columns], fontsize=8)
     ax.set_yticks([])
     ax.set_xlim(-0.1, len(columns) - 0.4)
@@ -277,6 +289,9 @@ def accuracy_vs_time(analysis: Analysis, metric: str = "test/acc") -> Figure | N
     times = [p[0] for p in points]
     if min(times) > 0 and max(times) / min(times) > 10:
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^1-style minor labels overlap
     ax.set_xlabel("train time per job (s)")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} vs train time (squares: group mean +- std; dots: jobs)")
