@@ -33,7 +33,9 @@ def data_root() -> Path:
     return DATA_ROOT
 
 
-def compose_config(overrides: list[str] | None = None, output_dir: Path | None = None) -> DictConfig:
+def compose_config(
+    overrides: list[str] | None = None, output_dir: Path | None = None
+) -> DictConfig:
     """Compose conf/train.yaml like `python train.py <overrides>` would (hydra keys resolvable)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=overrides or [], return_hydra_config=True)

@@ -35,12 +35,35 @@ REGULARIZATIONS = sorted(p.stem for p in (CONF / "regularization").glob("*.yaml"
 
 def test_groups_offer_what_the_docs_promise() -> None:
     assert set(MODELS) >= {"softmax", "mlp", "resmlp", "dbsnet", "lenet", "cnn", "resnet"}
-    assert set(OPTIMIZERS) >= {"sgd", "momentum", "nesterov", "adam", "adamw", "nadam", "rmsprop", "adagrad"}
+    assert set(OPTIMIZERS) >= {
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adam",
+        "adamw",
+        "nadam",
+        "rmsprop",
+        "adagrad",
+    }
     assert set(SCHEDULERS) >= {
-        "none", "step", "multistep", "exponential", "cosine", "warmup_cosine", "onecycle", "plateau",
+        "none",
+        "step",
+        "multistep",
+        "exponential",
+        "cosine",
+        "warmup_cosine",
+        "onecycle",
+        "plateau",
     }
     assert set(REGULARIZATIONS) >= {
-        "none", "l1", "l2", "dropout", "batchnorm", "label_smoothing", "early_stopping", "combined",
+        "none",
+        "l1",
+        "l2",
+        "dropout",
+        "batchnorm",
+        "label_smoothing",
+        "early_stopping",
+        "combined",
     }
 
 
@@ -51,7 +74,9 @@ def _composed(*overrides: str):
 
 def _combination(model: str, optimizer: str, scheduler: str, regularization: str):
     cfg = _composed(f"model={model}", f"regularization={regularization}").copy()
-    cfg.optimizer = _composed(f"optimizer={optimizer}", f"regularization={regularization}").optimizer
+    cfg.optimizer = _composed(
+        f"optimizer={optimizer}", f"regularization={regularization}"
+    ).optimizer
     cfg.scheduler = _composed(f"scheduler={scheduler}").scheduler
     return cfg
 
@@ -88,9 +113,13 @@ def _one_step(module: ClassifierModule) -> None:
     optimizer.step()
     if isinstance(config, dict):
         lr_config = config["lr_scheduler"]
-        lr_config["scheduler"].step(0.5) if lr_config.get("monitor") else lr_config["scheduler"].step()
+        lr_config["scheduler"].step(0.5) if lr_config.get("monitor") else lr_config[
+            "scheduler"
+        ].step()
     assert torch.isfinite(loss)
-    assert any(not torch.equal(b, p) for b, p in zip(before, module.net.parameters(), strict=True)), "no parameter changed"
+    assert any(
+        not torch.equal(b, p) for b, p in zip(before, module.net.parameters(), strict=True)
+    ), "no parameter changed"
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -100,7 +129,9 @@ def test_every_model_regularization_pair_builds_through_hydra(model: str) -> Non
         _, module = build(cfg)
         _one_step(module)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-        assert ("early_stopping" in cfg.callbacks) == (regularization in ("early_stopping", "combined"))
+        assert ("early_stopping" in cfg.callbacks) == (
+            regularization in ("early_stopping", "combined")
+        )
         assert callbacks
 
 
@@ -117,12 +148,16 @@ PRODUCT_OVERRIDES = {"dbsnet": ["model.hidden_sizes=[64,32]"]}
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_full_combination_takes_a_step(model: str) -> None:
-    optimizers = {(o, r): instantiate(_composed(f"optimizer={o}", f"regularization={r}").optimizer)
-                  for o in OPTIMIZERS for r in REGULARIZATIONS}
+    optimizers = {
+        (o, r): instantiate(_composed(f"optimizer={o}", f"regularization={r}").optimizer)
+        for o in OPTIMIZERS
+        for r in REGULARIZATIONS
+    }
     schedulers = {s: _composed(f"scheduler={s}").scheduler for s in SCHEDULERS}
     for regularization in REGULARIZATIONS:
-        cfg = _composed(f"model={model}", f"regularization={regularization}",
-                        *PRODUCT_OVERRIDES.get(model, []))
+        cfg = _composed(
+            f"model={model}", f"regularization={regularization}", *PRODUCT_OVERRIDES.get(model, [])
+        )
         _, module = build(cfg)
         pristine = copy.deepcopy(module.net.state_dict())
         for optimizer, scheduler in itertools.product(OPTIMIZERS, SCHEDULERS):
@@ -135,19 +170,32 @@ def test_every_full_combination_takes_a_step(model: str) -> None:
             try:
                 _one_step(module)
             except Exception as err:  # name the failing combination
-                raise AssertionError(f"model={model} optimizer={optimizer} scheduler={scheduler} "
-                                     f"regularization={regularization}: {err!r}") from err
+                raise AssertionError(
+                    f"model={model} optimizer={optimizer} scheduler={scheduler} "
+                    f"regularization={regularization}: {err!r}"
+                ) from err
 
 
 def test_assembled_combination_equals_hydra_composition() -> None:
     """The shortcut above must give exactly what Hydra composes for the same overrides."""
-    for combo in [("cnn", "sgd", "onecycle", "combined"), ("mlp", "adamw", "plateau", "l2"),
-                  ("resnet", "nesterov", "multistep", "dropout")]:
+    for combo in [
+        ("cnn", "sgd", "onecycle", "combined"),
+        ("mlp", "adamw", "plateau", "l2"),
+        ("resnet", "nesterov", "multistep", "dropout"),
+    ]:
         model, optimizer, scheduler, regularization = combo
-        hydra_cfg = compose_config([f"model={model}", f"optimizer={optimizer}", f"scheduler={scheduler}",
-                                    f"regularization={regularization}"])
+        hydra_cfg = compose_config(
+            [
+                f"model={model}",
+                f"optimizer={optimizer}",
+                f"scheduler={scheduler}",
+                f"regularization={regularization}",
+            ]
+        )
         assembled = _combination(*combo)
-        assert OmegaConf.to_container(assembled, resolve=True) == OmegaConf.to_container(hydra_cfg, resolve=True)
+        assert OmegaConf.to_container(assembled, resolve=True) == OmegaConf.to_container(
+            hydra_cfg, resolve=True
+        )
 
 
 def test_regularization_presets_set_their_knobs() -> None:
@@ -195,4 +243,7 @@ def test_warmup_cosine_shape() -> None:
 def test_epoch_schedules_scale_with_max_epochs() -> None:
     cfg = compose_config(["scheduler=multistep", "trainer.max_epochs=20"])
     assert list(cfg.scheduler.scheduler.milestones) == [10, 15]
-    assert compose_config(["scheduler=step", "trainer.max_epochs=30"]).scheduler.scheduler.step_size == 10
+    assert (
+        compose_config(["scheduler=step", "trainer.max_epochs=30"]).scheduler.scheduler.step_size
+        == 10
+    )

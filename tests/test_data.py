@@ -74,7 +74,9 @@ def test_split_depends_on_split_seed_only(data_root) -> None:
 
 @requires_data
 def test_val_size_as_fraction_and_train_subset(data_root) -> None:
-    dm = MNISTDataModule("fashion_mnist", root=data_root, download=False, val_size=0.1, train_size=1000)
+    dm = MNISTDataModule(
+        "fashion_mnist", root=data_root, download=False, val_size=0.1, train_size=1000
+    )
     dm.setup()
     assert len(dm.split("val")[1]) == 6000
     assert dm.class_counts("train").tolist() == [100] * 10
@@ -93,8 +95,14 @@ def test_metadata_for_models_and_callbacks(mnist, fashion) -> None:
 @requires_data
 def test_batches_are_seeded(data_root) -> None:
     def first_batches(seed: int) -> list[torch.Tensor]:
-        dm = MNISTDataModule("mnist", root=data_root, download=False, seed=seed, batch_size=64,
-                             augmentation=[RandomAffine(degrees=15, translate=0.1)])
+        dm = MNISTDataModule(
+            "mnist",
+            root=data_root,
+            download=False,
+            seed=seed,
+            batch_size=64,
+            augmentation=[RandomAffine(degrees=15, translate=0.1)],
+        )
         dm.setup()
         out = []
         for _ in range(2):  # two epochs: a new order each epoch
@@ -144,7 +152,9 @@ def test_augmentation_differs_per_sample_and_is_seeded(transform) -> None:
     assert torch.equal(out1, out2), "same seed must give the same augmentation"
     assert not torch.equal(out1, out3)
     distinct = {tuple(x.flatten().round(decimals=4).tolist()) for x in out1}
-    assert len(distinct) >= 2 if isinstance(transform, RandomHorizontalFlip) else len(distinct) >= 12
+    assert (
+        len(distinct) >= 2 if isinstance(transform, RandomHorizontalFlip) else len(distinct) >= 12
+    )
 
 
 def test_affine_identity_and_known_translation() -> None:
@@ -160,15 +170,22 @@ def test_affine_identity_and_known_translation() -> None:
 
 
 def test_flip_is_refused_for_digits() -> None:
-    with pytest.raises(ConfigError, match="RandomHorizontalFlip does not fit data=mnist.*fashion_mnist"):
+    with pytest.raises(
+        ConfigError, match="RandomHorizontalFlip does not fit data=mnist.*fashion_mnist"
+    ):
         MNISTDataModule("mnist", augmentation=[RandomHorizontalFlip()])
     MNISTDataModule("fashion_mnist", augmentation=[RandomHorizontalFlip()])  # fine for clothes
 
 
 @requires_data
 def test_augmentation_applies_to_training_batches_only(data_root) -> None:
-    dm = MNISTDataModule("mnist", root=data_root, download=False, batch_size=8,
-                         augmentation=BatchAugmentation([RandomErasing(p=1.0, scale=(0.3, 0.3))]))
+    dm = MNISTDataModule(
+        "mnist",
+        root=data_root,
+        download=False,
+        batch_size=8,
+        augmentation=BatchAugmentation([RandomErasing(p=1.0, scale=(0.3, 0.3))]),
+    )
     dm.setup()
     batch = dm.split("val")[0][:8], dm.split("val")[1][:8]
 

@@ -16,11 +16,17 @@ from mnistlab.errors import ConfigError, DataError
 from mnistlab.train import build
 
 
-def run_train(*overrides: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_train(
+    *overrides: str, cwd: Path = REPO, env: dict | None = None
+) -> subprocess.CompletedProcess:
     environment = {**os.environ, "MNISTLAB_CPU_THREADS": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str(REPO / "train.py"), *overrides, "trainer.enable_progress_bar=false"],
-        cwd=cwd, capture_output=True, text=True, timeout=300, env=environment,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
     )
 
 
@@ -33,7 +39,10 @@ def run_train(*overrides: str, cwd: Path = REPO, env: dict | None = None) -> sub
         ("data.val_size=60000", "data.val_size=60000 gives 60000 validation images out of 60000"),
         ("data.val_size=0.6", "it must be at least 1 and smaller than the remaining train set"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0 must be a whole number >= 1"),
-        ("model.activation=swish", "model.activation='swish' is unknown; choose one of: relu, tanh"),
+        (
+            "model.activation=swish",
+            "model.activation='swish' is unknown; choose one of: relu, tanh",
+        ),
         ("model.init=he", "model.init='he' is unknown; choose one of: default, zeros"),
         ("module.loss=hinge", "module.loss='hinge' is unknown; choose one of: ce, mse"),
     ],
@@ -52,8 +61,12 @@ def test_augmentation_that_does_not_fit_the_data(make_config) -> None:
 
 
 def test_cli_bad_value_is_one_line_and_exit_code_1(tmp_path) -> None:
-    result = run_train("optimizer.lr=-1", f"hydra.run.dir={tmp_path}/run", "data.download=false",
-                       f"data.root={tmp_path}")
+    result = run_train(
+        "optimizer.lr=-1",
+        f"hydra.run.dir={tmp_path}/run",
+        "data.download=false",
+        f"data.root={tmp_path}",
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "error: optimizer.lr=-1 must be a positive number (e.g. optimizer.lr=0.001)"
@@ -73,18 +86,29 @@ def test_offline_without_data_says_how_to_point_at_files(tmp_path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     # No internet here, and a proxy to nowhere makes sure of it elsewhere too.
-    result = run_train(f"data.root={empty}", f"hydra.run.dir={tmp_path}/run",
-                       env={"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-                            "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
+    result = run_train(
+        f"data.root={empty}",
+        f"hydra.run.dir={tmp_path}/run",
+        env={
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "http_proxy": "http://127.0.0.1:9",
+            "https_proxy": "http://127.0.0.1:9",
+        },
+    )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: mnist not found in {empty / 'MNIST' / 'raw'} and the download failed")
+    assert last.startswith(
+        f"error: mnist not found in {empty / 'MNIST' / 'raw'} and the download failed"
+    )
     assert "data.root=" in last and "MNISTLAB_DATA_ROOT" in last
     assert "Traceback" not in result.stderr
 
 
 def test_missing_files_without_download(tmp_path) -> None:
-    with pytest.raises(DataError, match=r"files not found in .* and data.download=false; point data.root"):
+    with pytest.raises(
+        DataError, match=r"files not found in .* and data.download=false; point data.root"
+    ):
         load_split(DATASETS["fashion_mnist"], tmp_path, train=True, download=False)
 
 
@@ -93,7 +117,7 @@ def test_truncated_file_is_a_clear_error(tmp_path, data_root) -> None:
     raw = tmp_path / "MNIST" / "raw"
     shutil.copytree(data_root / "MNIST" / "raw", raw)
     images = raw / "train-images-idx3-ubyte"
-    images.write_bytes(images.read_bytes()[: 1_000_000])
+    images.write_bytes(images.read_bytes()[:1_000_000])
     with pytest.raises(DataError, match=r"mnist files in .* are corrupt or truncated"):
         load_split(DATASETS["mnist"], tmp_path, train=True, download=False)
 

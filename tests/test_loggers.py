@@ -28,7 +28,9 @@ def test_wandb_is_offline_unless_configured(no_wandb_env, tmp_path, monkeypatch)
 
 
 def test_wandb_mode_is_checked(no_wandb_env, tmp_path) -> None:
-    with pytest.raises(ConfigError, match="logger.wandb.mode='cloud' is unknown; choose one of: auto, online"):
+    with pytest.raises(
+        ConfigError, match="logger.wandb.mode='cloud' is unknown; choose one of: auto, online"
+    ):
         wandb_logger(mode="cloud", save_dir=str(tmp_path))
 
 
@@ -37,5 +39,8 @@ def test_run_and_group_names() -> None:
     assert dir_suffix("model=cnn,optimizer=sgd") == "_model=cnn,optimizer=sgd"
     assert "/" not in dir_suffix("model.hidden_sizes=[256,128],data.root=a/b")
     assert len(dir_suffix("x=" + "y" * 500)) <= 121
-    assert sweep_name("RunMode.MULTIRUN", "multirun/2026-11-21/10-00-00") == "multirun_2026-11-21_10-00-00"
+    assert (
+        sweep_name("RunMode.MULTIRUN", "multirun/2026-11-21/10-00-00")
+        == "multirun_2026-11-21_10-00-00"
+    )
     assert sweep_name("RunMode.RUN", "multirun/x") == "single"

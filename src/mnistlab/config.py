@@ -85,4 +85,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"optimizer.weight_decay={wd} must be >= 0")
     metric = cfg.get("optimized_metric")
     if metric and not re.fullmatch(r"(train|val|test)/\w+", str(metric)):
-        raise ConfigError(f"optimized_metric={metric!r} must name a logged metric such as val/acc_best")
+        raise ConfigError(
+            f"optimized_metric={metric!r} must name a logged metric such as val/acc_best"
+        )

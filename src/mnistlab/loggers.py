@@ -26,7 +26,9 @@ def wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
     from mnistlab.errors import ConfigError
 
     if mode not in WANDB_MODES:
-        raise ConfigError(f"logger.wandb.mode={mode!r} is unknown; choose one of: {', '.join(WANDB_MODES)}")
+        raise ConfigError(
+            f"logger.wandb.mode={mode!r} is unknown; choose one of: {', '.join(WANDB_MODES)}"
+        )
     if mode == "auto":
         mode = os.environ.get("WANDB_MODE") or ("online" if wandb_configured() else "offline")
     os.makedirs(kwargs.get("save_dir", "."), exist_ok=True)

@@ -82,7 +82,9 @@ class ClassifierModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
-            raise ConfigError(f"module.loss={loss!r} is unknown; choose one of: {', '.join(LOSSES)}")
+            raise ConfigError(
+                f"module.loss={loss!r} is unknown; choose one of: {', '.join(LOSSES)}"
+            )
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1)")
         if l1 < 0:
@@ -97,14 +99,18 @@ class ClassifierModule(L.LightningModule):
         )
         self.net = net
         self.num_classes: int = net.num_classes
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
+        self.class_names = (
+            list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
+        )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
         self.channels_last = has_conv if channels_last == "auto" else bool(channels_last)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.forward_net: Callable[[torch.Tensor], torch.Tensor] = torch.compile(self.net) if compile else self.net
+        self.forward_net: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(self.net) if compile else self.net
+        )
         self.train_metrics = classification_metrics(self.num_classes, "train/")
         self.val_metrics = classification_metrics(self.num_classes, "val/")
         self.test_metrics = classification_metrics(self.num_classes, "test/")
@@ -164,7 +170,9 @@ class ClassifierModule(L.LightningModule):
             return 1 if self.device.type == "cpu" else 50
         return int(every)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor | None:
         images, labels = batch
         logits = self(images)
         loss = self.criterion(logits, labels)
@@ -179,13 +187,19 @@ class ClassifierModule(L.LightningModule):
             nonfinite = ~torch.isfinite(loss.detach())
             self._nonfinite = nonfinite if self._nonfinite is None else self._nonfinite | nonfinite
             if (batch_idx + 1) % every == 0 and self._nonfinite.item():
-                self._stop_diverged(self._train_loss_sum / self._train_count)  # the non-finite running mean
+                self._stop_diverged(
+                    self._train_loss_sum / self._train_count
+                )  # the non-finite running mean
         return loss
 
-    def _accumulate_train(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def _accumulate_train(
+        self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
+    ) -> None:
         # Same arithmetic as MeanMetric.update(loss, n): a float32 sum of loss * n, then / sum(n).
         weighted = loss * len(labels)
-        self._train_loss_sum = weighted if self._train_loss_sum is None else self._train_loss_sum + weighted
+        self._train_loss_sum = (
+            weighted if self._train_loss_sum is None else self._train_loss_sum + weighted
+        )
         self._train_count += len(labels)
         self._train_preds.append(logits.argmax(dim=1))
         self._train_labels.append(labels)
@@ -196,7 +210,10 @@ class ClassifierModule(L.LightningModule):
         if self._train_count:
             # argmax predictions give the same counts as logits (torchmetrics takes their argmax)
             self.train_metrics.update(torch.cat(self._train_preds), torch.cat(self._train_labels))
-            values = {**self.train_metrics.compute(), "train/loss": self._train_loss_sum / self._train_count}
+            values = {
+                **self.train_metrics.compute(),
+                "train/loss": self._train_loss_sum / self._train_count,
+            }
         self.train_metrics.reset()
         self._train_preds, self._train_labels = [], []
         self._train_loss_sum, self._train_count, self._nonfinite = None, 0, None
@@ -204,19 +221,35 @@ class ClassifierModule(L.LightningModule):
 
     def _stop_diverged(self, loss: torch.Tensor) -> None:
         self.trainer.should_stop = True
-        if self.diverged is not None:  # Lightning may run a few more steps (min_epochs): report once
+        if (
+            self.diverged is not None
+        ):  # Lightning may run a few more steps (min_epochs): report once
             return
         loss = loss.detach()
-        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
-        self.diverged = {"epoch": self.current_epoch, "step": self.global_step, "loss": float(loss), "lr": lr}
+        lr = (
+            self.trainer.optimizers[0].param_groups[0]["lr"]
+            if self.trainer.optimizers
+            else float("nan")
+        )
+        self.diverged = {
+            "epoch": self.current_epoch,
+            "step": self.global_step,
+            "loss": float(loss),
+            "lr": lr,
+        }
         log.error(
             "training diverged: train/loss=%s at epoch %d, step %d (lr=%.3g); stopping this run. "
             "Lower optimizer.lr, add a warm-up (scheduler=warmup_cosine) or clip gradients "
             "(trainer.gradient_clip_val=1.0).",
-            float(loss), self.current_epoch, self.global_step, lr,
+            float(loss),
+            self.current_epoch,
+            self.global_step,
+            lr,
         )
 
-    def _eval_step(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _eval_step(
+        self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         images, labels = batch
         logits = self.eval_logits(images)
         loss = self.criterion(logits, labels)
@@ -224,10 +257,14 @@ class ClassifierModule(L.LightningModule):
         getattr(self, f"{stage}_metrics").update(logits, labels)
         return {"logits": logits, "labels": labels}
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def validation_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> dict[str, torch.Tensor]:
         return self._eval_step("val", batch)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def test_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> dict[str, torch.Tensor]:
         return self._eval_step("test", batch)
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

@@ -26,7 +26,13 @@ from mnistlab.utils import print_config_tree, quiet_warnings, write_json
 
 log = logging.getLogger("mnistlab")
 
-METRIC_KEYS = ("test/acc", "test/precision_macro", "test/recall_macro", "test/f1_macro", "test/loss")
+METRIC_KEYS = (
+    "test/acc",
+    "test/precision_macro",
+    "test/recall_macro",
+    "test/f1_macro",
+    "test/loss",
+)
 
 
 def _output_dir(cfg: DictConfig) -> Path:
@@ -51,7 +57,10 @@ def build(cfg: DictConfig) -> tuple[MNISTDataModule, ClassifierModule]:
         cfg.data, augmentation=BatchAugmentation(list(transforms)), _convert_="all"
     )
     net = instantiate(
-        cfg.model, num_classes=datamodule.num_classes, input_shape=datamodule.input_shape, _convert_="all"
+        cfg.model,
+        num_classes=datamodule.num_classes,
+        input_shape=datamodule.input_shape,
+        _convert_="all",
     )
     scheduler_cfg = cfg.get("scheduler") or {}
     scheduler = scheduler_cfg.get("scheduler")
@@ -78,8 +87,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("fit")  # decode the data now: a bad data root fails before the trainer starts
     log.info(
         "data=%s train/val/test=%d/%d/%d, model=%s (%s parameters)",
-        datamodule.name, len(datamodule.split("train")[1]), len(datamodule.split("val")[1]),
-        len(datamodule.split("test")[1]), type(module.net).__name__,
+        datamodule.name,
+        len(datamodule.split("train")[1]),
+        len(datamodule.split("val")[1]),
+        len(datamodule.split("test")[1]),
+        type(module.net).__name__,
         f"{sum(p.numel() for p in module.net.parameters()):,}",
     )
     history = EpochHistory(out)
@@ -98,7 +110,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     test_metrics: dict[str, float] = {}
     if cfg.get("test", True):
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
+        results = trainer.test(
+            module, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True
+        )
         test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
 
     metrics: dict[str, Any] = {
@@ -117,7 +131,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if module.diverged:
         metrics["diverged"] = module.diverged
     write_json(out / "metrics.json", metrics)
-    log.info("metrics: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+    log.info(
+        "metrics: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    )
     log.info("run directory: %s", out)
     return metrics
 
@@ -149,7 +165,9 @@ def run(cfg: DictConfig) -> float | None:
             raise
         log.exception("job failed; the sweep goes on")
         (out / "error.log").write_text(traceback.format_exc())
-        write_json(out / "metrics.json", {"status": "failed", "error": f"{type(err).__name__}: {err}"})
+        write_json(
+            out / "metrics.json", {"status": "failed", "error": f"{type(err).__name__}: {err}"}
+        )
         return math.nan
     finally:
         _finish_wandb()

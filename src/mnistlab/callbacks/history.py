@@ -60,5 +60,9 @@ class EpochHistory(L.Callback):
 
     def best_epoch(self, monitor: str = "val/acc") -> int | None:
         """First epoch with the highest ``monitor`` (None before any validation)."""
-        scored = [(r[monitor], -r["epoch"]) for r in self.rows if monitor in r and not math.isnan(r[monitor])]
+        scored = [
+            (r[monitor], -r["epoch"])
+            for r in self.rows
+            if monitor in r and not math.isnan(r[monitor])
+        ]
         return -max(scored)[1] if scored else None

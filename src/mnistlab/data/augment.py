@@ -113,7 +113,9 @@ class RandomAffine(BatchTransform):
         b, c, h, w = images.shape
         theta = self.theta(params, h, w).to(images.device, images.dtype)
         grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
-        return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(
+            images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
 
 
 class ElasticDistortion(BatchTransform):
@@ -140,14 +142,18 @@ class ElasticDistortion(BatchTransform):
         x = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
         kernel = torch.exp(-(x**2) / (2 * self.sigma**2))
         kernel = kernel / kernel.sum()
-        field = F.conv2d(field.reshape(b * 2, 1, h, w), kernel.view(1, 1, 1, -1), padding=(0, radius))
+        field = F.conv2d(
+            field.reshape(b * 2, 1, h, w), kernel.view(1, 1, 1, -1), padding=(0, radius)
+        )
         field = F.conv2d(field, kernel.view(1, 1, -1, 1), padding=(radius, 0)).view(b, 2, h, w)
         field = field * self.alpha * params["apply"].to(images.device)[:, None, None, None]
         # Pixel displacement -> normalized grid offset.
         offset = torch.stack([field[:, 0] * 2 / w, field[:, 1] * 2 / h], dim=-1)
         identity = torch.eye(2, 3, device=images.device, dtype=images.dtype).expand(b, 2, 3)
         grid = F.affine_grid(identity, [b, c, h, w], align_corners=False) + offset
-        return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(
+            images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
 
 
 class RandomErasing(BatchTransform):
@@ -178,7 +184,13 @@ class RandomErasing(BatchTransform):
         w = torch.sqrt(area / ratio).round().clamp(1, width).long()
         top = (torch.rand(n, generator=generator) * (height - h + 1)).floor().long()
         left = (torch.rand(n, generator=generator) * (width - w + 1)).floor().long()
-        return {"top": top, "left": left, "h": h, "w": w, "apply": torch.rand(n, generator=generator) < self.p}
+        return {
+            "top": top,
+            "left": left,
+            "h": h,
+            "w": w,
+            "apply": torch.rand(n, generator=generator) < self.p,
+        }
 
     def apply(self, images: torch.Tensor, params: dict) -> torch.Tensor:
         _, _, height, width = images.shape

@@ -90,11 +90,19 @@ def get_spec(name: str) -> DatasetSpec:
 def resolve_val_count(val_size: int | float, train_size: int) -> int:
     """Validation count from a count (int >= 1) or a fraction (0 < float < 1) of the train set."""
     if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
-        raise ConfigError(f"data.val_size={val_size!r} must be a count (e.g. 5000) or a fraction (e.g. 0.1)")
-    count = int(round(val_size * train_size)) if isinstance(val_size, float) and val_size < 1 else val_size
+        raise ConfigError(
+            f"data.val_size={val_size!r} must be a count (e.g. 5000) or a fraction (e.g. 0.1)"
+        )
+    count = (
+        int(round(val_size * train_size))
+        if isinstance(val_size, float) and val_size < 1
+        else val_size
+    )
     if isinstance(count, float):
         if not count.is_integer():
-            raise ConfigError(f"data.val_size={val_size} must be a fraction below 1 or a whole count")
+            raise ConfigError(
+                f"data.val_size={val_size} must be a fraction below 1 or a whole count"
+            )
         count = int(count)
     if count < 1 or count >= train_size - count:
         raise ConfigError(
@@ -104,7 +112,9 @@ def resolve_val_count(val_size: int | float, train_size: int) -> int:
     return count
 
 
-def load_split(spec: DatasetSpec, root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(
+    spec: DatasetSpec, root: Path, train: bool, download: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode one official split into ``(uint8 images (N, 1, H, W), int64 labels)``.
 
     Missing files with ``download`` on use torchvision's download; every failure
@@ -124,7 +134,9 @@ def load_split(spec: DatasetSpec, root: Path, train: bool, download: bool) -> tu
         except Exception as err:  # URLError, HTTP errors, checksum mismatch, ...
             lines = str(err).strip().splitlines()
             reason = lines[-1][:160] if lines else type(err).__name__
-            raise DataError(f"{spec.name} not found in {raw} and the download failed ({reason}); {fix}") from None
+            raise DataError(
+                f"{spec.name} not found in {raw} and the download failed ({reason}); {fix}"
+            ) from None
     try:
         dataset = spec.torchvision_class(str(root), train=train, download=False)
     except Exception as err:  # torchvision asserts / fails to reshape on damaged files
@@ -135,14 +147,20 @@ def load_split(spec: DatasetSpec, root: Path, train: bool, download: bool) -> tu
     images, labels = dataset.data, dataset.targets
     expected = spec.train_size if train else spec.test_size
     c, h, w = spec.input_shape
-    if images.shape != (expected, h, w) or labels.shape != (expected,) or images.dtype != torch.uint8:
+    if (
+        images.shape != (expected, h, w)
+        or labels.shape != (expected,)
+        or images.dtype != torch.uint8
+    ):
         raise DataError(
             f"{spec.name} {'train' if train else 'test'} split in {raw} has images {tuple(images.shape)} "
             f"and labels {tuple(labels.shape)}, expected ({expected}, {h}, {w}) and ({expected},); "
             f"the files are not the official ones or are damaged"
         )
     if int(labels.min()) < 0 or int(labels.max()) >= spec.num_classes:
-        raise DataError(f"{spec.name} labels in {raw} fall outside 0..{spec.num_classes - 1}; the files are damaged")
+        raise DataError(
+            f"{spec.name} labels in {raw} fall outside 0..{spec.num_classes - 1}; the files are damaged"
+        )
     return images.view(-1, c, h, w).contiguous(), labels.long()
 
 
@@ -183,8 +201,14 @@ class MNISTDataModule(L.LightningDataModule):
         self.download = download
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size!r} must be a whole number >= 1")
-        if isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int) or eval_batch_size < 1:
-            raise ConfigError(f"data.eval_batch_size={eval_batch_size!r} must be a whole number >= 1")
+        if (
+            isinstance(eval_batch_size, bool)
+            or not isinstance(eval_batch_size, int)
+            or eval_batch_size < 1
+        ):
+            raise ConfigError(
+                f"data.eval_batch_size={eval_batch_size!r} must be a whole number >= 1"
+            )
         self.val_count = resolve_val_count(val_size, self.spec.train_size)
         if train_size is not None and not 1 <= train_size <= self.spec.train_size - self.val_count:
             raise ConfigError(
@@ -196,7 +220,9 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.augmentation = (
-            augmentation if isinstance(augmentation, BatchAugmentation) else BatchAugmentation(augmentation)
+            augmentation
+            if isinstance(augmentation, BatchAugmentation)
+            else BatchAugmentation(augmentation)
         )
         for transform in self.augmentation.transforms:
             if transform.needs_mirror_invariant_labels and not self.spec.mirror_invariant:
@@ -271,7 +297,10 @@ class MNISTDataModule(L.LightningDataModule):
         )
         if self.train_size is not None and self.train_size < len(train_idx):
             train_idx, _ = train_test_split(
-                train_idx, train_size=self.train_size, stratify=y[train_idx], random_state=self.split_seed
+                train_idx,
+                train_size=self.train_size,
+                stratify=y[train_idx],
+                random_state=self.split_seed,
             )
         return torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
 

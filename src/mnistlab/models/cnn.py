@@ -44,7 +44,12 @@ class CNN(Classifier):
     ) -> None:
         super().__init__()
         self.num_classes, self.input_shape = check_shape(num_classes, input_shape)
-        if not channels or any(c < 1 for c in channels) or convs_per_stage < 1 or kernel_size % 2 == 0:
+        if (
+            not channels
+            or any(c < 1 for c in channels)
+            or convs_per_stage < 1
+            or kernel_size % 2 == 0
+        ):
             raise ConfigError(
                 f"model.channels={list(channels)} (non-empty, >= 1), convs_per_stage={convs_per_stage} (>= 1) "
                 f"and kernel_size={kernel_size} (odd) are not a valid conv stack"
@@ -54,7 +59,9 @@ class CNN(Classifier):
         cin, size = self.input_shape[0], min(self.input_shape[1:])
         for cout in channels:
             for _ in range(convs_per_stage):
-                layers.append(nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2, bias=not batch_norm))
+                layers.append(
+                    nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
+                )
                 if batch_norm:
                     layers.append(nn.BatchNorm2d(cout))
                 layers.append(make_activation(activation))
@@ -65,11 +72,17 @@ class CNN(Classifier):
         self.conv = nn.Sequential(*layers)
         with torch.no_grad():
             out = self.conv(torch.zeros(1, *self.input_shape))
-        dense: list[nn.Module] = [nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity(), nn.Flatten()]
+        dense: list[nn.Module] = [
+            nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity(),
+            nn.Flatten(),
+        ]
         width = out.shape[1] if global_pool else out.numel()
         for h in fc_sizes:
-            dense += [nn.Dropout(dropout) if dropout else nn.Identity(), nn.Linear(width, int(h)),
-                      make_activation(activation)]
+            dense += [
+                nn.Dropout(dropout) if dropout else nn.Identity(),
+                nn.Linear(width, int(h)),
+                make_activation(activation),
+            ]
             width = int(h)
         if dropout:
             dense.append(nn.Dropout(dropout))

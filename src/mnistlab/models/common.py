@@ -36,7 +36,9 @@ INITS = ("default", "zeros", "normal", "xavier", "kaiming")
 
 def make_activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
-        raise ConfigError(f"model.activation={name!r} is unknown; choose one of: {', '.join(ACTIVATIONS)}")
+        raise ConfigError(
+            f"model.activation={name!r} is unknown; choose one of: {', '.join(ACTIVATIONS)}"
+        )
     return ACTIVATIONS[name]()
 
 
@@ -62,8 +64,14 @@ def init_weights(model: nn.Module, init: str, activation: str = "relu", std: flo
     check_init(init)
     if init == "default":
         return
-    nonlinearity = {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh", "scaled_tanh": "tanh",
-                    "sigmoid": "sigmoid", "selu": "selu"}.get(activation, "relu")
+    nonlinearity = {
+        "relu": "relu",
+        "leaky_relu": "leaky_relu",
+        "tanh": "tanh",
+        "scaled_tanh": "tanh",
+        "sigmoid": "sigmoid",
+        "selu": "selu",
+    }.get(activation, "relu")
     gain = nn.init.calculate_gain(nonlinearity, 0.01) if nonlinearity != "selu" else 1.0
     for module in model.modules():
         if not isinstance(module, (nn.Linear, nn.Conv2d)):
@@ -77,8 +85,11 @@ def init_weights(model: nn.Module, init: str, activation: str = "relu", std: flo
             nn.init.xavier_uniform_(weight, gain=gain)
         elif init == "kaiming":
             if nonlinearity in ("relu", "leaky_relu"):
-                nn.init.kaiming_normal_(weight, a=0.01 if nonlinearity == "leaky_relu" else 0.0,
-                                        nonlinearity=nonlinearity)
+                nn.init.kaiming_normal_(
+                    weight,
+                    a=0.01 if nonlinearity == "leaky_relu" else 0.0,
+                    nonlinearity=nonlinearity,
+                )
             else:  # kaiming's fan-in scaling with this activation's gain
                 fan_in = nn.init._calculate_correct_fan(weight, "fan_in")
                 nn.init.normal_(weight, 0.0, gain / math.sqrt(fan_in))

@@ -25,4 +25,6 @@ class DBSNet(MLP):
         init: str = "default",
         init_std: float = 0.05,
     ) -> None:
-        super().__init__(num_classes, input_shape, hidden_sizes, activation, dropout, batch_norm, init, init_std)
+        super().__init__(
+            num_classes, input_shape, hidden_sizes, activation, dropout, batch_norm, init, init_std
+        )

@@ -49,7 +49,9 @@ class LeNet5(Classifier):
         channels = self.input_shape[0]
 
         def conv(cin: int, cout: int, padding: int) -> list[nn.Module]:
-            layers: list[nn.Module] = [nn.Conv2d(cin, cout, 5, padding=padding, bias=not batch_norm)]
+            layers: list[nn.Module] = [
+                nn.Conv2d(cin, cout, 5, padding=padding, bias=not batch_norm)
+            ]
             if batch_norm:
                 layers.append(nn.BatchNorm2d(cout))
             return [*layers, make_activation(activation), make_pool(pooling)]

@@ -18,7 +18,9 @@ from mnistlab.models.common import (
 )
 
 
-def dense_block(in_features: int, out_features: int, activation: str, dropout: float, batch_norm: bool) -> nn.Sequential:
+def dense_block(
+    in_features: int, out_features: int, activation: str, dropout: float, batch_norm: bool
+) -> nn.Sequential:
     """Linear -> [BatchNorm] -> activation -> [Dropout]."""
     layers: list[nn.Module] = [nn.Linear(in_features, out_features, bias=not batch_norm)]
     if batch_norm:

@@ -21,7 +21,9 @@ from mnistlab.models.common import (
 class ResidualBlock(nn.Module):
     """``x + Linear(Dropout(act(Linear(norm(x)))))`` (pre-norm); ``skip=False`` drops the ``x +``."""
 
-    def __init__(self, width: int, activation: str, dropout: float, batch_norm: bool, skip: bool) -> None:
+    def __init__(
+        self, width: int, activation: str, dropout: float, batch_norm: bool, skip: bool
+    ) -> None:
         super().__init__()
         self.skip = skip
         self.branch = nn.Sequential(
@@ -60,15 +62,24 @@ class ResMLP(Classifier):
         super().__init__()
         self.num_classes, self.input_shape = check_shape(num_classes, input_shape)
         if width < 1 or num_blocks < 0:
-            raise ConfigError(f"model.width={width} must be >= 1 and model.num_blocks={num_blocks} >= 0")
+            raise ConfigError(
+                f"model.width={width} must be >= 1 and model.num_blocks={num_blocks} >= 0"
+            )
         dropout = check_dropout(dropout)
         self.stem = nn.Sequential(
-            nn.Flatten(), nn.Linear(flat_features(self.input_shape), width), make_activation(activation)
+            nn.Flatten(),
+            nn.Linear(flat_features(self.input_shape), width),
+            make_activation(activation),
         )
         self.blocks = nn.Sequential(
-            *[ResidualBlock(width, activation, dropout, batch_norm, skip) for _ in range(num_blocks)]
+            *[
+                ResidualBlock(width, activation, dropout, batch_norm, skip)
+                for _ in range(num_blocks)
+            ]
         )
-        self.post = nn.Sequential(nn.BatchNorm1d(width) if batch_norm else nn.Identity(), make_activation(activation))
+        self.post = nn.Sequential(
+            nn.BatchNorm1d(width) if batch_norm else nn.Identity(), make_activation(activation)
+        )
         self.head = nn.Linear(width, self.num_classes)
         init_weights(self, init, activation, init_std)
 

@@ -33,7 +33,9 @@ class BasicBlock(nn.Module):
         self.bn2 = _norm(cout, batch_norm)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=not batch_norm), _norm(cout, batch_norm))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=not batch_norm), _norm(cout, batch_norm)
+            )
         self.act2 = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +70,8 @@ class ResNet(Classifier):
         dropout = check_dropout(dropout)
         c0 = int(channels[0])
         self.stem = nn.Sequential(
-            nn.Conv2d(self.input_shape[0], c0, 3, 1, 1, bias=not batch_norm), _norm(c0, batch_norm),
+            nn.Conv2d(self.input_shape[0], c0, 3, 1, 1, bias=not batch_norm),
+            _norm(c0, batch_norm),
             make_activation(activation),
         )
         blocks: list[nn.Module] = []
@@ -79,8 +82,9 @@ class ResNet(Classifier):
                 blocks.append(BasicBlock(cin, int(cout), stride, activation, batch_norm))
                 cin = int(cout)
         self.stages = nn.Sequential(*blocks)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                  nn.Dropout(dropout) if dropout else nn.Identity())
+        self.pool = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout) if dropout else nn.Identity()
+        )
         self.head = nn.Linear(cin, self.num_classes)
         # No zero-init of each block's last BN (Goyal et al.'s large-batch trick): on this small
         # net it left the loss at 2.0 after 40 Adam steps, against 0.67 without it.
