@@ -40,12 +40,12 @@ test-fast:  ## tests that train nothing on real data
 	$(PYTHON) -m pytest -q -m "not slow"
 
 lint:  ## ruff
-	$(PYTHON) -m ruff check src tests train.py
-	$(PYTHON) -m ruff format --check src tests train.py
+	$(PYTHON) -m ruff check src tests train.py eval.py
+	$(PYTHON) -m ruff format --check src tests train.py eval.py
 
 format:  ## ruff format + autofix
-	$(PYTHON) -m ruff format src tests train.py
-	$(PYTHON) -m ruff check --fix src tests train.py
+	$(PYTHON) -m ruff format src tests train.py eval.py
+	$(PYTHON) -m ruff check --fix src tests train.py eval.py
 
 clean:  ## remove run outputs and caches (keeps .venv and data)
 	rm -rf outputs multirun lightning_logs wandb .pytest_cache .ruff_cache

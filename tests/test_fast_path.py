@@ -159,21 +159,15 @@ def test_bad_divergence_interval_is_one_clear_error():
         _module(divergence_check_every_n_steps=-1)
 
 
-@requires_data
-def test_tta_flip_is_refused_for_mnist(make_config, data_root):
-    from mnistlab.train import train
+def test_tta_flip_is_refused_for_mnist_before_any_data_is_loaded(make_config, tmp_path):
+    from mnistlab.train import build
 
-    cfg = make_config(
-        "debug=fast",
-        "module.tta_flip=true",
-        "callbacks=none",
-        "logger=none",
-        f"data.root={data_root}",
-    )
+    cfg = make_config("module.tta_flip=true", f"data.root={tmp_path}", "data.download=false")
     with pytest.raises(
         ConfigError, match=r"module.tta_flip=true does not fit data=mnist: a mirrored image"
     ):
-        train(cfg)
+        build(cfg)  # the data root is empty: the check must come first
+    build(make_config("data=fashion_mnist", "module.tta_flip=true"))
 
 
 BEST = {

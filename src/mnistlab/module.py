@@ -153,14 +153,17 @@ class ClassifierModule(L.LightningModule):
         return sum(p.abs().sum() for p in self.net.parameters() if p.ndim >= 2)
 
     # --- steps ---------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        # refused here, before the first batch: the module alone does not know its data set
-        spec = getattr(getattr(self.trainer, "datamodule", None), "spec", None)
+    def check_fits(self, spec: Any) -> None:
+        """Refuse options that do not fit the data set (``spec``: a ``DatasetSpec``)."""
         if self.hparams.tta_flip and spec is not None and not spec.mirror_invariant:
             raise ConfigError(
                 f"module.tta_flip=true does not fit data={spec.name}: a mirrored image changes its class; "
                 f"set module.tta_flip=false or use a mirror-invariant data set (fashion_mnist)"
             )
+
+    def setup(self, stage: str) -> None:
+        # train.build() checks this before any data is loaded; this catches direct Trainer use
+        self.check_fits(getattr(getattr(self.trainer, "datamodule", None), "spec", None))
 
     @property
     def divergence_check_interval(self) -> int:

@@ -73,6 +73,7 @@ def build(cfg: DictConfig) -> tuple[MNISTDataModule, ClassifierModule]:
         class_names=datamodule.class_names,
         **OmegaConf.to_container(cfg.get("module", {}), resolve=True),
     )
+    module.check_fits(datamodule.spec)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     return datamodule, module
 
