@@ -274,6 +274,32 @@ def test_artifact_without_the_collector_fails_before_training_with_the_fix() -> 
         trainer.callbacks[0].setup(trainer, None, "fit")
 
 
+def test_writers_ride_on_the_collector_not_on_the_trainer_and_their_checks_still_run(
+    tmp_path,
+) -> None:
+    from hydra.utils import instantiate
+
+    from mnistlab.callbacks import ArtifactWriter, attach_writers
+
+    cfg = compose_config(["model=cnn", "callbacks.gradcam.layer=no_such_layer"], tmp_path)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    attached = attach_writers(callbacks)
+    collector = next(cb for cb in attached if isinstance(cb, Evaluation))
+    # the seven writers leave the per-batch hook loop; nothing else is dropped
+    assert not any(isinstance(cb, ArtifactWriter) for cb in attached)
+    assert {w.name for w in collector.writers} == {
+        "confusion_matrix", "per_class", "roc", "gradcam", "calibration", "misclassified",
+        "prediction_cards",
+    }  # fmt: skip
+    assert len(attached) == len(callbacks) - 7
+    trainer = SimpleNamespace(callbacks=attached)
+    with pytest.raises(ConfigError, match="no_such_layer"):  # Grad-CAM's layer check, via setup
+        collector.setup(trainer, SimpleNamespace(net=CNN(10, (1, 28, 28))), "fit")
+    # without the collector nothing moves, so each writer refuses the run with its fix
+    alone = [cb for cb in callbacks if not isinstance(cb, Evaluation)]
+    assert attach_writers(alone) == alone
+
+
 @requires_data
 def test_fast_dev_run_writes_no_artifacts(tmp_path, data_root) -> None:
     from mnistlab.train import train

@@ -232,5 +232,9 @@ def test_benchmark_quick_mode_writes_every_cell(tmp_path, data_root, monkeypatch
         assert row["batch_512"]["lightning_overhead"] == pytest.approx(
             row["batch_512"]["plain_ips"] / row["batch_512"]["mnistlab_ips"] - 1, abs=1e-3
         )
+        assert row["batch_512"]["bare_lightning_ips"] > 0
+        assert row["batch_512"]["bare_lightning_overhead"] == pytest.approx(
+            row["batch_512"]["plain_ips"] / row["batch_512"]["bare_lightning_ips"] - 1, abs=1e-3
+        )
     assert report["settings"]["quick"] is True and report["machine"]["threads"] == 1
     assert {g["goal"].split(":")[0] for g in report["goals"]} >= {"mlp"}

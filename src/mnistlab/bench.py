@@ -11,6 +11,12 @@ Per model it measures training images/s and test-set inference images/s of
   composed config, the configured callbacks and loggers plus ``EpochHistory``, ``trainer.fit``;
 * ``plain``: a bare torch loop over the same in-memory uint8 tensors (the overhead floor).
 
+At ``--overhead-batch`` (512) it also times ``bare``: the same net and optimizer in the
+simplest LightningModule (a loss-only ``training_step``, no callbacks, logger, metrics or
+checkpointing), which is the cost of Lightning's training loop itself. mnistlab's overhead
+over ``plain`` minus this floor is what the lab's own features (metrics, callbacks, logging)
+add.
+
 Timing rules (so the three are comparable):
 
 * one repeat is one full training epoch (``--quick``: a fixed number of batches); the
@@ -55,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, open_dict
 
-from mnistlab.callbacks import EpochHistory
+from mnistlab.callbacks import EpochHistory, attach_writers
 from mnistlab.config import register_resolvers
 from mnistlab.data.datamodule import DATA_ROOT_ENV, MNISTDataModule
 from mnistlab.module import ClassifierModule
@@ -232,6 +238,65 @@ def make_normalizer(
     return prepare
 
 
+# --- (d) the Lightning floor ---------------------------------------------------------------
+class BareModule(L.LightningModule):
+    """The same net and optimizer in the simplest LightningModule: a loss-only training step."""
+
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        prepare: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        super().__init__()
+        self.net, self.optimizer, self.prepare = net, optimizer, prepare
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
+        x, y = batch
+        return F.cross_entropy(self.net(self.prepare(x)), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer
+
+
+class SizedBatches:
+    """:func:`in_memory_batches` with a length, so Lightning knows the epoch's size."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
+        self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return in_memory_batches(self.images, self.labels, self.batch_size, True, self.seed)
+
+
+def bare_lightning_run(
+    module: BareModule,
+    batches: SizedBatches,
+    device: torch.device,
+    limit: int | None,
+    precision: str,
+) -> tuple[int, float, float]:
+    """One epoch of ``module`` through ``Trainer.fit``; (images, seconds, CPU seconds)."""
+    timer = PhaseTimer()
+    trainer = L.Trainer(
+        accelerator=device.type,
+        devices=1,
+        max_epochs=1,
+        precision=precision,
+        limit_train_batches=limit if limit is not None else 1.0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(module, train_dataloaders=batches)
+    return timer.train_images, timer.train_s, timer.train_cpu_s
+
+
 # --- (b) mnistlab through Lightning ---------------------------------------------------------
 class PhaseTimer(L.Callback):
     """Training time without the validation loop, and test-loop time, with image counts."""
@@ -288,7 +353,9 @@ def mnistlab_run(cfg: DictConfig, out_dir: Path, eval_repeats: int) -> dict[str,
     datamodule, module = build(cfg)
     datamodule.setup("fit")
     timer = PhaseTimer()
-    callbacks = [*_instantiate_all(cfg.get("callbacks")), EpochHistory(out_dir), timer]
+    callbacks = attach_writers(
+        [*_instantiate_all(cfg.get("callbacks")), EpochHistory(out_dir), timer]
+    )
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False
@@ -402,6 +469,20 @@ def bench_model(
             runs.setdefault(f"plain{tag}", []).append(_ips(n, s))
             cpu_runs.setdefault(f"plain{tag}", []).append(_ips(n, cpu))
             if tag:
+                # (d) the same net and optimizer in the simplest LightningModule
+                _, fresh = build(cfg)
+                net = fresh.net.to(device)
+                optimizer = fresh.optimizer_factory(params=parameter_groups(net, False))
+                bare = BareModule(net, optimizer, prepare)
+                n, s, cpu = bare_lightning_run(
+                    bare,
+                    SizedBatches(x, y, bs, repeat),
+                    device,
+                    train_batches,
+                    str(cfg.trainer.precision),
+                )
+                runs.setdefault(f"bare{tag}", []).append(_ips(n, s))
+                cpu_runs.setdefault(f"bare{tag}", []).append(_ips(n, cpu))
                 continue
             tx, ty = (t.to(device) for t in dm.split("test"))
             for _ in range(2):
@@ -450,15 +531,23 @@ def bench_model(
     if overhead_batch != batch_size:
         b = _median(runs[f"mnistlab_b{overhead_batch}"])
         c = _median(runs[f"plain_b{overhead_batch}"])
+        d = _median(runs[f"bare_b{overhead_batch}"])
         b_cpu = _median(cpu_runs[f"mnistlab_b{overhead_batch}"])
         c_cpu = _median(cpu_runs[f"plain_b{overhead_batch}"])
+        d_cpu = _median(cpu_runs[f"bare_b{overhead_batch}"])
         row[f"batch_{overhead_batch}"] = {
             "mnistlab_ips": b,
             "plain_ips": c,
+            "bare_lightning_ips": d,
             "plain_vs_mnistlab": c / b,
             "lightning_overhead": c / b - 1,
             "lightning_overhead_cpu_time": c_cpu / b_cpu - 1,
-            "repeats_ips": {k: runs[f"{k}_b{overhead_batch}"] for k in ("mnistlab", "plain")},
+            # the floor: Lightning's loop with nothing of mnistlab's in it
+            "bare_lightning_overhead": c / d - 1,
+            "bare_lightning_overhead_cpu_time": c_cpu / d_cpu - 1,
+            "repeats_ips": {
+                k: runs[f"{k}_b{overhead_batch}"] for k in ("mnistlab", "plain", "bare")
+            },
         }
     return row
 
@@ -516,7 +605,9 @@ def format_table(report: dict[str, Any]) -> str:
             r = row[f"batch_{ob}"]
             out.append(
                 f"batch {ob} {model}: mnistlab {r['mnistlab_ips']:,.0f}, plain {r['plain_ips']:,.0f} images/s, "
-                f"Lightning overhead {r['lightning_overhead']:+.1%} (by CPU time {r['lightning_overhead_cpu_time']:+.1%})"
+                f"Lightning overhead {r['lightning_overhead']:+.1%} (by CPU time {r['lightning_overhead_cpu_time']:+.1%}); "
+                f"bare LightningModule {r['bare_lightning_ips']:,.0f} images/s, floor {r['bare_lightning_overhead']:+.1%} "
+                f"(by CPU time {r['bare_lightning_overhead_cpu_time']:+.1%})"
             )
     for g in report["goals"]:
         out.append(f"[{'met' if g['met'] else 'NOT met'}] {g['goal']}: {g['value']}")

@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.callbacks import EpochHistory
+from mnistlab.callbacks import EpochHistory, attach_writers
 from mnistlab.config import instantiate, validate
 from mnistlab.data import BatchAugmentation, MNISTDataModule
 from mnistlab.errors import MnistlabError
@@ -97,7 +97,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     history = EpochHistory(out)
     loggers = _instantiate_dict(cfg.get("logger"))
-    callbacks = [*_instantiate_dict(cfg.get("callbacks")), history]
+    callbacks = attach_writers([*_instantiate_dict(cfg.get("callbacks")), history])
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv has the lr
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

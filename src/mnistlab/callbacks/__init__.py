@@ -4,7 +4,7 @@ from mnistlab.callbacks.calibration import CalibrationArtifact
 from mnistlab.callbacks.confusion import ConfusionMatrixArtifact
 from mnistlab.callbacks.curves import TrainingCurves
 from mnistlab.callbacks.data_overview import DataOverview
-from mnistlab.callbacks.evaluation import ArtifactWriter, Evaluation, Predictions
+from mnistlab.callbacks.evaluation import ArtifactWriter, Evaluation, Predictions, attach_writers
 from mnistlab.callbacks.galleries import MisclassifiedGallery, PredictionCards
 from mnistlab.callbacks.gradcam import GradCAMArtifact
 from mnistlab.callbacks.history import EpochHistory
@@ -25,4 +25,5 @@ __all__ = [
     "Evaluation",
     "Predictions",
     "TrainingCurves",
+    "attach_writers",
 ]
