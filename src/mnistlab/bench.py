@@ -21,7 +21,8 @@ Timing rules (so the three are comparable):
 
 * one repeat is one full training epoch (``--quick``: a fixed number of batches); the
   pipelines run round-robin within each repeat, so a change of load on a shared machine hits
-  all of them, and the median over repeats is reported;
+  all of them, and the median over repeats is reported; the short batch-512 epochs run
+  ``--overhead-rounds`` (3) times per repeat, so their medians are over 9 epochs;
 * mnistlab's training time runs from ``on_train_epoch_start`` to ``on_train_end``, minus the
   validation loop (checkpointing, logging, the progress bar and the epoch-end metric
   computation are counted; the test-time figures drawn after fitting are not); its
@@ -412,6 +413,7 @@ def bench_model(
     workers: tuple[int, ...],
     overhead_batch: int,
     scratch: Path,
+    overhead_rounds: int = 3,
 ) -> dict[str, Any]:
     """Round-robin repeats of every pipeline for one model; medians and ratios."""
     limits = []
@@ -426,10 +428,14 @@ def bench_model(
     params = 0
     eval_batch_size = 0
     base = compose(model, batch_size, device.type, scratch, limits)  # composing is slow: once
+    # the batch-512 epochs are short (0.2-6 s), so each repeat runs them overhead_rounds times
+    sizes = [batch_size] + (
+        [overhead_batch] * overhead_rounds if overhead_batch != batch_size else []
+    )
     for repeat in range(repeats):
-        for bs in (batch_size, overhead_batch) if overhead_batch != batch_size else (batch_size,):
+        for round_, bs in enumerate(sizes):
             tag = "" if bs == batch_size else f"_b{bs}"
-            out = scratch / f"{model}{tag}_{repeat}"
+            out = scratch / f"{model}{tag}_{repeat}_{round_}"
             cfg = copy.deepcopy(base)
             cfg.seed, cfg.data.batch_size, cfg.paths.output_dir = repeat, bs, str(out)
             # (b) mnistlab: a realistic run through Lightning
@@ -645,6 +651,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--overhead-batch", type=int, default=GOAL_OVERHEAD_BATCH)
     parser.add_argument(
+        "--overhead-rounds",
+        type=int,
+        default=None,
+        help="batch-512 epochs per pipeline per repeat (default 3; --quick 1)",
+    )
+    parser.add_argument(
         "--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers of (a)"
     )
     parser.add_argument(
@@ -668,6 +680,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     repeats = args.repeats or (2 if args.quick else 3)
+    overhead_rounds = (
+        args.overhead_rounds if args.overhead_rounds is not None else 1 if args.quick else 3
+    )
+    if overhead_rounds < 1:
+        raise SystemExit(f"error: --overhead-rounds={overhead_rounds} must be >= 1")
     train_batches, eval_batches = (10, 1) if args.quick else (None, None)
     extra = [] if args.data_root is None else [f"data.root={args.data_root}"]
     if extra:  # compose() reads the data root through the config
@@ -689,6 +706,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 tuple(args.workers),
                 args.overhead_batch,
                 Path(scratch),
+                overhead_rounds,
             )
     report = {
         "machine": {
@@ -707,6 +725,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "eval_batches_per_repeat": eval_batches or "full test set",
             "batch_size": args.batch_size,
             "overhead_batch": args.overhead_batch,
+            "overhead_rounds": overhead_rounds,
             "workers": list(args.workers),
             "data": "mnist",
         },
