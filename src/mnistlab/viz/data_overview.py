@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
-from mnistlab.viz.figures import new_figure, short_name, tick_room
+from mnistlab.viz.figures import class_bar_figure, new_figure, short_name, tick_room
 
 
 def samples_per_class(
@@ -93,20 +93,8 @@ def plot_class_distribution(
     counts: dict[str, torch.Tensor], class_names: Sequence[str], dataset: str
 ) -> Figure:
     """Images per class in each split (grouped bars), so imbalance is visible at a glance."""
-    n = len(class_names)
-    x = np.arange(n)
+    fig, ax, x = class_bar_figure(list(class_names), 2.9, right=1.5, top=0.4)
     width = 0.8 / max(len(counts), 1)
-    names = [short_name(c) for c in class_names]
-    long = max(map(len, names)) > 3
-    fig = new_figure(
-        10,
-        2.9 + tick_room(names, 9, long),
-        left=0.75,
-        right=1.5,
-        top=0.4,
-        bottom=tick_room(names, 9, long) + 0.1,
-    )
-    ax = fig.subplots()
     colors = {"train": "#4c72b0", "val": "#dd8452", "test": "#55a868"}
     for k, (split, values) in enumerate(counts.items()):
         offset = (k - (len(counts) - 1) / 2) * width
@@ -117,14 +105,6 @@ def plot_class_distribution(
             label=f"{split} ({int(values.sum()):,})",
             color=colors.get(split),
         )
-    ax.set_xticks(
-        x,
-        names,
-        rotation=30 if long else 0,
-        ha="right" if long else "center",
-        rotation_mode="anchor",
-        fontsize=9,
-    )
     ax.set_ylabel("images")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

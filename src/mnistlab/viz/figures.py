@@ -83,6 +83,30 @@ def tick_room(labels: list[str], fontsize: float = 9, rotated: bool = False) -> 
     return (0.72 * width + 0.1 if rotated else fontsize / 72 + 0.05) + 0.05
 
 
+def class_bar_figure(
+    class_names: list[str], plot_height: float, right: float, top: float
+) -> tuple[Figure, Axes, np.ndarray]:
+    """A 10-inch-wide figure for bars per class: class names as x ticks, slanted when long.
+
+    Returns the figure, its axes and the bar centres (0..n-1).
+    """
+    names = [short_name(c) for c in class_names]
+    long = max(map(len, names)) > 3
+    room = tick_room(names, 9, long)
+    fig = new_figure(10, plot_height + room, left=0.75, right=right, top=top, bottom=room + 0.1)
+    ax = fig.subplots()
+    x = np.arange(len(names))
+    ax.set_xticks(
+        x,
+        names,
+        rotation=30 if long else 0,
+        ha="right" if long else "center",
+        rotation_mode="anchor",
+        fontsize=9,
+    )
+    return fig, ax, x
+
+
 class TileCanvas:
     """A white RGB canvas holding a grid of small images, saved as one picture (:meth:`figure`).
 

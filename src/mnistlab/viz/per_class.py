@@ -16,7 +16,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from mnistlab.viz.figures import new_figure, short_name, tick_room
+from mnistlab.viz.figures import class_bar_figure
 
 FIELDS = ("class", "precision", "recall", "f1", "support", "accuracy")
 
@@ -62,19 +62,8 @@ def write_per_class_csv(rows: list[dict], path: Path) -> Path:
 
 def plot_per_class(rows: list[dict]) -> Figure:
     """Grouped bars of precision, recall and F1 per class; y axis zoomed to the worst value."""
-    names = [short_name(r["class"]) for r in rows]
-    x = np.arange(len(rows))
+    fig, ax, x = class_bar_figure([r["class"] for r in rows], 3.6, right=1.2, top=0.45)
     width = 0.27
-    long = max(map(len, names)) > 3
-    fig = new_figure(
-        10,
-        3.6 + tick_room(names, 9, long),
-        left=0.75,
-        right=1.2,
-        top=0.45,
-        bottom=tick_room(names, 9, long) + 0.1,
-    )
-    ax = fig.subplots()
     lowest = 1.0
     for offset, key, color in (
         (-width, "precision", "#4c72b0"),
@@ -84,14 +73,6 @@ def plot_per_class(rows: list[dict]) -> Figure:
         values = np.array([r[key] for r in rows])
         lowest = min(lowest, float(values.min()))
         ax.bar(x + offset, values, width, label=key, color=color)
-    ax.set_xticks(
-        x,
-        names,
-        rotation=30 if long else 0,
-        ha="right" if long else "center",
-        rotation_mode="anchor",
-        fontsize=9,
-    )
     bottom = max(0.0, np.floor((lowest - 0.05) * 20) / 20)
     ax.set_ylim(bottom, 1.0)
     ax.set_ylabel("score" + (f" (axis starts at {bottom:.2f})" if bottom > 0 else ""))
