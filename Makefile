@@ -18,7 +18,7 @@ train:  ## one run with the default config (data root: $(DATA))
 
 BENCH_OUT ?= outputs/bench.json
 bench:  ## throughput: standard pipeline vs mnistlab vs plain loop (BENCH_ARGS=--quick; JSON in $(BENCH_OUT))
-	$(PYTHON) -m mnistlab.bench --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(PYTHON) -m benchmarks.bench --out $(BENCH_OUT) $(BENCH_ARGS)
 
 SWEEP_EPOCHS ?= 3
 SWEEP_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
@@ -40,12 +40,12 @@ test-fast:  ## tests that train nothing on real data
 	$(PYTHON) -m pytest -q -m "not slow"
 
 lint:  ## ruff
-	$(PYTHON) -m ruff check src tests train.py eval.py
-	$(PYTHON) -m ruff format --check src tests train.py eval.py
+	$(PYTHON) -m ruff check src tests benchmarks train.py eval.py
+	$(PYTHON) -m ruff format --check src tests benchmarks train.py eval.py
 
 format:  ## ruff format + autofix
-	$(PYTHON) -m ruff format src tests train.py eval.py
-	$(PYTHON) -m ruff check --fix src tests train.py eval.py
+	$(PYTHON) -m ruff format src tests benchmarks train.py eval.py
+	$(PYTHON) -m ruff check --fix src tests benchmarks train.py eval.py
 
 clean:  ## remove run outputs and caches (keeps .venv and data)
 	rm -rf outputs multirun lightning_logs wandb .pytest_cache .ruff_cache

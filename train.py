@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mnistlab.config import register_resolvers
-from mnistlab.train import run
+from mnistlab.run import run
 
 register_resolvers()
 

@@ -6,7 +6,7 @@ optimizer.* (weight decay), module.* and callbacks.*; schedulers read
 optimizer.lr and the run's length. So:
 
 * every (model, regularization) pair and every (optimizer, scheduler) pair goes
-  through Hydra and ``mnistlab.train.build`` for real, callbacks included;
+  through Hydra and ``mnistlab.run.build`` for real, callbacks included;
 * every full 4-way combination is then assembled from those composed nodes
   (checked equal to Hydra's own composition below), built from them, and takes
   one optimizer step and one scheduler step on a fake batch.
@@ -24,8 +24,8 @@ from conftest import CONF, compose_config
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from mnistlab.module import ClassifierModule
-from mnistlab.train import build
+from mnistlab.classifier_module import ClassifierModule
+from mnistlab.run import build
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 OPTIMIZERS = sorted(p.stem for p in (CONF / "optimizer").glob("*.yaml"))

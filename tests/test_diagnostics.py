@@ -15,18 +15,14 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mnistlab.diagnostics import (
-    GradientNorms,
-    NeuronGradientTrace,
-    activation_statistics,
-    embed_features,
-    layer_grad_norms,
-    measure_latency,
-    unit_grad_norms,
-    weight_statistics,
-)
+from mnistlab.artifacts.activation_stats import activation_statistics
+from mnistlab.artifacts.grad_norms import GradientNorms, layer_grad_norms
+from mnistlab.artifacts.latency import measure_latency
+from mnistlab.artifacts.neuron_grads import NeuronGradientTrace, unit_grad_norms
+from mnistlab.artifacts.tsne import embed_features
+from mnistlab.artifacts.weight_histograms import weight_statistics
+from mnistlab.classifier_module import ClassifierModule
 from mnistlab.models import MLP
-from mnistlab.module import ClassifierModule
 
 
 def linear(inputs: int, outputs: int, weight: float, bias: list[float] | float) -> nn.Linear:
@@ -201,7 +197,7 @@ def test_tsne_refuses_nan_features():
 @pytest.mark.slow
 @requires_data
 def test_every_diagnostic_writes_its_files_in_a_real_run(make_config, tmp_path, data_root):
-    from mnistlab.train import train
+    from mnistlab.run import train
 
     cfg = make_config(
         "callbacks=diagnostics",

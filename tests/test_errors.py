@@ -13,7 +13,7 @@ from conftest import REPO, requires_data
 
 from mnistlab.data.datamodule import DATASETS, load_split
 from mnistlab.errors import ConfigError, DataError
-from mnistlab.train import build
+from mnistlab.run import build
 
 
 def run_train(

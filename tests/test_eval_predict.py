@@ -14,24 +14,20 @@ from conftest import compose_config, requires_data
 from PIL import Image
 
 from mnistlab import predict
+from mnistlab.artifacts import names, registry
+from mnistlab.artifacts.gradcam import attribution_maps, resolve_layer
 from mnistlab.checkpoint import load_model
 from mnistlab.eval import evaluate
-from mnistlab.viz.attribution import attribution_maps, resolve_layer
 
 pytestmark = [pytest.mark.slow, requires_data]
 
-PNGS = (
-    "confusion_matrix",
-    "per_class",
-    "roc",
-    "gradcam",
-    "calibration",
-    "misclassified",
-    "prediction_cards",
-    "training_curves",
-    "data_samples",
-    "data_class_distribution",
-    "data_mean_images",
+# every PNG of the default run's test-set and training artifacts
+PNGS = tuple(
+    f.removesuffix(".png")
+    for kind in ("test", "training")
+    for name in names(kind)
+    for f in registry()[name].files
+    if f.endswith(".png")
 )
 
 
@@ -59,7 +55,7 @@ def run(tmp_path_factory, data_root):
         ],
         out,
     )
-    from mnistlab.train import train
+    from mnistlab.run import train
 
     try:
         metrics = train(cfg)

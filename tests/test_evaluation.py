@@ -16,38 +16,27 @@ import torch.nn.functional as F
 from conftest import compose_config, requires_data
 from PIL import Image
 
-from mnistlab.callbacks import (
+from mnistlab.artifacts import names
+from mnistlab.artifacts.calibration import calibration_errors, reliability_bins
+from mnistlab.artifacts.confusion_matrix import (
     ConfusionMatrixArtifact,
-    Evaluation,
-    GradCAMArtifact,
-    MisclassifiedGallery,
-    PredictionCards,
-    Predictions,
+    confusion_matrix,
+    most_confused_pairs,
+    read_confusion_csv,
 )
+from mnistlab.artifacts.evaluation import Evaluation, Predictions
+from mnistlab.artifacts.figures import DPI, save_figure
+from mnistlab.artifacts.galleries import MisclassifiedGallery, PredictionCards
+from mnistlab.artifacts.gradcam import GradCAMArtifact, attribution_maps, resolve_layer
+from mnistlab.artifacts.per_class import hardest_and_easiest, per_class_metrics
+from mnistlab.artifacts.roc import plot_roc, roc_auc, roc_curves
+from mnistlab.artifacts.training_curves import generalization_gap, plot_training_curves
 from mnistlab.data.loader import InMemoryBatches
 from mnistlab.errors import ConfigError
 from mnistlab.image_input import ImageInputError, load_image, to_dataset_image
 from mnistlab.models import CNN, MLP
-from mnistlab.viz.attribution import attribution_maps, resolve_layer
-from mnistlab.viz.calibration import calibration_errors, reliability_bins
-from mnistlab.viz.confusion import confusion_matrix, most_confused_pairs, read_confusion_csv
-from mnistlab.viz.curves import generalization_gap, plot_training_curves
-from mnistlab.viz.figures import DPI, save_figure
-from mnistlab.viz.per_class import hardest_and_easiest, per_class_metrics
-from mnistlab.viz.roc import plot_roc, roc_auc, roc_curves
 
-ARTIFACT_CALLBACKS = (
-    "evaluation",
-    "confusion_matrix",
-    "per_class",
-    "roc",
-    "gradcam",
-    "calibration",
-    "misclassified",
-    "prediction_cards",
-    "training_curves",
-    "data_overview",
-)
+ARTIFACT_CALLBACKS = ("evaluation", *names("test"), *names("training"))
 NAMES = ["cat", "dog", "bird"]
 # true:  0 0 1 1 2 2 2
 # pred:  0 1 1 1 2 0 2
@@ -223,7 +212,7 @@ def test_galleries_show_the_most_confident_mistakes_first(tmp_path) -> None:
         [[0.1, 0.9, 0.0], [0.0, 1.0, 0.0], [0.6, 0.0, 0.4], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5]]
     )
     images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
-    from mnistlab.viz.galleries import most_confident_mistakes
+    from mnistlab.artifacts.galleries import most_confident_mistakes
 
     assert most_confident_mistakes(probs, labels, limit=10) == [0, 2, 4]
     result = _predictions(probs.log(), labels, images)
@@ -279,19 +268,16 @@ def test_writers_ride_on_the_collector_not_on_the_trainer_and_their_checks_still
 ) -> None:
     from hydra.utils import instantiate
 
-    from mnistlab.callbacks import ArtifactWriter, attach_writers
+    from mnistlab.artifacts.evaluation import TestSetArtifact, attach_writers
 
     cfg = compose_config(["model=cnn", "callbacks.gradcam.layer=no_such_layer"], tmp_path)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     attached = attach_writers(callbacks)
     collector = next(cb for cb in attached if isinstance(cb, Evaluation))
     # the seven writers leave the per-batch hook loop; nothing else is dropped
-    assert not any(isinstance(cb, ArtifactWriter) for cb in attached)
-    assert {w.name for w in collector.writers} == {
-        "confusion_matrix", "per_class", "roc", "gradcam", "calibration", "misclassified",
-        "prediction_cards",
-    }  # fmt: skip
-    assert len(attached) == len(callbacks) - 7
+    assert not any(isinstance(cb, TestSetArtifact) for cb in attached)
+    assert {w.name for w in collector.writers} == set(names("test"))
+    assert len(attached) == len(callbacks) - len(names("test"))
     trainer = SimpleNamespace(callbacks=attached)
     with pytest.raises(ConfigError, match="no_such_layer"):  # Grad-CAM's layer check, via setup
         collector.setup(trainer, SimpleNamespace(net=CNN(10, (1, 28, 28))), "fit")
@@ -302,7 +288,7 @@ def test_writers_ride_on_the_collector_not_on_the_trainer_and_their_checks_still
 
 @requires_data
 def test_fast_dev_run_writes_no_artifacts(tmp_path, data_root) -> None:
-    from mnistlab.train import train
+    from mnistlab.run import train
 
     cfg = compose_config(
         [
@@ -362,7 +348,8 @@ def test_blank_and_broken_files_raise_a_clear_error(tmp_path) -> None:
 def test_summary_json_is_valid_json_of_numbers(tmp_path) -> None:
     labels = torch.arange(30) % 3
     result = _predictions(F.one_hot(labels, 3).float(), labels)
-    from mnistlab.callbacks import CalibrationArtifact, ROCArtifact
+    from mnistlab.artifacts.calibration import CalibrationArtifact
+    from mnistlab.artifacts.roc import ROCArtifact
 
     trainer = SimpleNamespace(
         callbacks=[CalibrationArtifact(tmp_path), ROCArtifact(tmp_path)], loggers=[], global_step=0
@@ -374,9 +361,10 @@ def test_summary_json_is_valid_json_of_numbers(tmp_path) -> None:
 
 
 def test_a_failing_artifact_is_reported_and_the_others_still_written(tmp_path) -> None:
-    from mnistlab.callbacks import ArtifactWriter, CalibrationArtifact
+    from mnistlab.artifacts.calibration import CalibrationArtifact
+    from mnistlab.artifacts.evaluation import TestSetArtifact
 
-    class Broken(ArtifactWriter):
+    class Broken(TestSetArtifact):
         name = "broken"
 
         def write(self, result, pl_module):

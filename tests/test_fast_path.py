@@ -11,12 +11,12 @@ from conftest import CONF, compose_config, requires_data
 from hydra import compose, initialize_config_dir
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from mnistlab.classifier_module import ClassifierModule
 from mnistlab.data import InMemoryBatches, RandomAffine, RandomErasing, RandomHorizontalFlip
 from mnistlab.data.augment import BatchAugmentation, ElasticDistortion
 from mnistlab.errors import ConfigError
 from mnistlab.models import MLP
-from mnistlab.module import ClassifierModule
-from mnistlab.train import build
+from mnistlab.run import build
 
 
 def _indices(batches: InMemoryBatches) -> list[int]:
@@ -160,7 +160,7 @@ def test_bad_divergence_interval_is_one_clear_error():
 
 
 def test_tta_flip_is_refused_for_mnist_before_any_data_is_loaded(make_config, tmp_path):
-    from mnistlab.train import build
+    from mnistlab.run import build
 
     cfg = make_config("module.tta_flip=true", f"data.root={tmp_path}", "data.download=false")
     with pytest.raises(
@@ -206,7 +206,7 @@ def test_recipe_presets_compose_build_and_sweep_seeds(name, tmp_path):
 @requires_data
 @pytest.mark.slow
 def test_benchmark_quick_mode_writes_every_cell(tmp_path, data_root, monkeypatch):
-    from mnistlab import bench
+    from benchmarks import bench
 
     monkeypatch.setenv("MNISTLAB_DATA_ROOT", str(data_root))
     out = tmp_path / "bench.json"

@@ -10,7 +10,7 @@ import pytest
 from conftest import CONF, requires_data
 from test_errors import run_train
 
-from mnistlab.train import train
+from mnistlab.run import train
 
 pytestmark = [pytest.mark.slow, requires_data]
 

@@ -17,10 +17,11 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.classifier_module import ClassifierModule
 from mnistlab.data import MNISTDataModule
 from mnistlab.data.datamodule import DATA_ROOT_ENV
 from mnistlab.errors import ConfigError
-from mnistlab.module import ClassifierModule
+from mnistlab.factory import build
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -89,8 +90,6 @@ def load_model(
     path: str | os.PathLike, overrides: Sequence[str] = ()
 ) -> tuple[DictConfig, MNISTDataModule, ClassifierModule]:
     """Config, data module (not yet set up) and module with the checkpoint's weights, in eval mode."""
-    from mnistlab.train import build  # train imports the callbacks; keep this module light
-
     checkpoint = read_checkpoint(path)
     cfg = checkpoint_config(checkpoint, overrides)
     datamodule, module = build(cfg)

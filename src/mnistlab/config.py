@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from numbers import Number
-from typing import Any
 
-import hydra
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.errors import ConfigError, MnistlabError
+from mnistlab.errors import (
+    ConfigError,
+    in_range,
+    positive_int,
+    positive_number,
+)
 from mnistlab.optim import frac_epochs
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+\-\[\]]+")
@@ -55,34 +57,18 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-def instantiate(config: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` that lets our own one-line errors through unwrapped."""
-    try:
-        return hydra.utils.instantiate(config, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, MnistlabError):
-            raise err.__cause__ from None
-        raise
-
-
-def _positive_number(value: object) -> bool:
-    return isinstance(value, Number) and not isinstance(value, bool) and value > 0
-
-
 def validate(cfg: DictConfig) -> None:
     """Checks no constructor makes before training starts (the rest fail in constructors).
 
     Each failure is one :class:`ConfigError` line naming the value and what is allowed.
     """
     lr = OmegaConf.select(cfg, "optimizer.lr")
-    if not _positive_number(lr):
-        raise ConfigError(f"optimizer.lr={lr} must be a positive number (e.g. optimizer.lr=0.001)")
+    positive_number(lr, "optimizer.lr", hint=" (e.g. optimizer.lr=0.001)")
     epochs = OmegaConf.select(cfg, "trainer.max_epochs")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or (epochs < 1 and epochs != -1):
-        raise ConfigError(f"trainer.max_epochs={epochs} must be a whole number >= 1")
+    if epochs != -1:  # -1: Lightning's "until stopped"
+        positive_int(epochs, "trainer.max_epochs")
     wd = OmegaConf.select(cfg, "optimizer.weight_decay", default=0.0)
-    if not isinstance(wd, Number) or wd < 0:
-        raise ConfigError(f"optimizer.weight_decay={wd} must be >= 0")
+    in_range(wd, "optimizer.weight_decay", 0.0, math.inf)
     metric = cfg.get("optimized_metric")
     if metric and not re.fullmatch(r"(train|val|test)/\w+", str(metric)):
         raise ConfigError(

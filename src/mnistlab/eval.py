@@ -20,31 +20,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.callbacks import (
-    CalibrationArtifact,
-    ConfusionMatrixArtifact,
-    DataOverview,
-    Evaluation,
-    GradCAMArtifact,
-    MisclassifiedGallery,
-    PerClassArtifact,
-    PredictionCards,
-    ROCArtifact,
-    TrainingCurves,
-)
+from mnistlab.artifacts import registry
+from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.evaluation import Evaluation, attach_writers
+from mnistlab.artifacts.training_curves import TrainingCurves
 from mnistlab.checkpoint import load_model
 from mnistlab.errors import MnistlabError
-from mnistlab.utils import quiet_warnings, write_json
+from mnistlab.factory import build_trainer, instantiate
+from mnistlab.files import write_json
+from mnistlab.utils import quiet_warnings
 
 log = logging.getLogger("mnistlab.eval")
-
-#: callbacks eval.py re-creates from the checkpoint's config (the others belong to training)
-ARTIFACT_PACKAGE = "mnistlab.callbacks."
 
 
 def run_dir_of(checkpoint: Path) -> Path:
@@ -53,35 +44,48 @@ def run_dir_of(checkpoint: Path) -> Path:
     return parent.parent if parent.name == "checkpoints" else parent
 
 
-def default_artifacts(artifacts: Path, history: Path, cache_dir: str | None) -> list[L.Callback]:
-    """The artifact callbacks of conf/callbacks/default.yaml, for checkpoints of runs that had none."""
-    return [
-        Evaluation(artifacts),
-        ConfusionMatrixArtifact(artifacts),
-        PerClassArtifact(artifacts),
-        ROCArtifact(artifacts),
-        GradCAMArtifact(artifacts),
-        CalibrationArtifact(artifacts),
-        MisclassifiedGallery(artifacts),
-        PredictionCards(artifacts),
-        TrainingCurves(artifacts, history),
-        DataOverview(artifacts, cache_dir),
-    ]
+def _redrawn(cls: type) -> bool:
+    """Artifacts eval can draw again from a checkpoint: the test-set and training ones."""
+    return isinstance(cls, type) and issubclass(cls, Artifact) and cls.kind != "diagnostic"
+
+
+def _options(artifacts: Path, history: Path, cls: type[Artifact]) -> dict[str, Any]:
+    options: dict[str, Any] = {"dirpath": str(artifacts)}
+    if cls is TrainingCurves:
+        options["history_path"] = str(history)
+    return options
+
+
+def default_artifacts(artifacts: Path, history: Path) -> list[L.Callback]:
+    """Every registered test-set and training artifact with its defaults, for checkpoints of
+    runs that had none (the data overview is drawn afresh: no cache)."""
+    chosen: list[L.Callback] = [Evaluation(artifacts)]
+    for cls in registry().values():
+        if _redrawn(cls):
+            chosen.append(cls(**_options(artifacts, history, cls)))
+    return attach_writers(chosen)
 
 
 def artifact_callbacks(cfg: DictConfig, artifacts: Path, history: Path) -> list[L.Callback]:
     """The run's own artifact callbacks (same options), writing into ``artifacts`` instead."""
     section = OmegaConf.select(cfg, "callbacks") or {}
-    chosen = []
+    chosen: list[L.Callback] = []
     for entry in section.values():
-        if entry is None or not str(entry.get("_target_", "")).startswith(ARTIFACT_PACKAGE):
+        if entry is None or "_target_" not in entry:
+            continue
+        cls = get_class(str(entry["_target_"]))
+        if cls is not Evaluation and not _redrawn(cls):
             continue
         entry = OmegaConf.to_container(entry)
-        entry["dirpath"] = str(artifacts)
-        chosen.append(hydra.utils.instantiate(entry))
+        entry.update(
+            _options(artifacts, history, cls)
+            if cls is not Evaluation
+            else {"dirpath": str(artifacts)}
+        )
+        chosen.append(instantiate(entry))
     if not any(isinstance(cb, Evaluation) for cb in chosen):
-        return default_artifacts(artifacts, history, None)
-    return chosen
+        return default_artifacts(artifacts, history)
+    return attach_writers(chosen)
 
 
 def evaluate(
@@ -101,14 +105,12 @@ def evaluate(
     if cfg.get("cpu_threads"):  # as in training: on a busy CPU, extra threads only spin
         torch.set_num_threads(int(cfg.cpu_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    trainer_cfg = OmegaConf.to_container(cfg.trainer)
-    trainer_cfg.update(
-        devices=1, logger=False, enable_checkpointing=False, default_root_dir=str(out)
-    )
-    trainer_cfg.pop("strategy", None)  # one device: no data parallelism
+    overrides: dict[str, Any] = dict(
+        devices=1, enable_checkpointing=False, default_root_dir=str(out), strategy="auto"
+    )  # one device: no data parallelism
     if accelerator:
-        trainer_cfg["accelerator"] = accelerator
-    trainer: L.Trainer = hydra.utils.instantiate(trainer_cfg, callbacks=callbacks)
+        overrides["accelerator"] = accelerator
+    trainer = build_trainer(cfg, callbacks, **overrides)
     results = trainer.test(module, datamodule=datamodule, verbose=False)
     metrics: dict[str, Any] = {k: float(v) for k, v in (results[0] if results else {}).items()}
     metrics.update(

@@ -1,14 +1,10 @@
-"""Small helpers for the train entry: config printing, JSON output, warning filters."""
+"""Console helpers for the entry points: the config tree, and filters for harmless warnings."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -58,18 +54,3 @@ def print_config_tree(
     if save_to is not None:
         with open(save_to, "w") as f:
             rich.print(tree, file=f)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else str(value)
-    return value
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (a reader never sees half a file); NaN becomes null."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump({k: _clean(v) for k, v in data.items()}, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)

@@ -1,29 +1,8 @@
-"""Lightning callbacks: what every run records and draws."""
+"""Training callbacks that are not artifacts: the epoch history and the weight EMA.
 
-from mnistlab.callbacks.calibration import CalibrationArtifact
-from mnistlab.callbacks.confusion import ConfusionMatrixArtifact
-from mnistlab.callbacks.curves import TrainingCurves
-from mnistlab.callbacks.data_overview import DataOverview
-from mnistlab.callbacks.evaluation import ArtifactWriter, Evaluation, Predictions, attach_writers
-from mnistlab.callbacks.galleries import MisclassifiedGallery, PredictionCards
-from mnistlab.callbacks.gradcam import GradCAMArtifact
+Pictures and tables live in :mod:`mnistlab.artifacts`.
+"""
+
 from mnistlab.callbacks.history import EpochHistory
-from mnistlab.callbacks.per_class import PerClassArtifact
-from mnistlab.callbacks.roc import ROCArtifact
 
-__all__ = [
-    "ArtifactWriter",
-    "CalibrationArtifact",
-    "ConfusionMatrixArtifact",
-    "DataOverview",
-    "EpochHistory",
-    "GradCAMArtifact",
-    "MisclassifiedGallery",
-    "PerClassArtifact",
-    "PredictionCards",
-    "ROCArtifact",
-    "Evaluation",
-    "Predictions",
-    "TrainingCurves",
-    "attach_writers",
-]
+__all__ = ["EpochHistory"]

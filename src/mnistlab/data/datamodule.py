@@ -21,7 +21,7 @@ from torchvision import datasets
 
 from mnistlab.data.augment import BatchAugmentation, BatchTransform
 from mnistlab.data.loader import InMemoryBatches
-from mnistlab.errors import ConfigError, DataError
+from mnistlab.errors import ConfigError, DataError, positive_int
 
 DATA_ROOT_ENV = "MNISTLAB_DATA_ROOT"
 
@@ -199,16 +199,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.spec = get_spec(dataset)
         self.root = Path(root).expanduser().resolve()
         self.download = download
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"data.batch_size={batch_size!r} must be a whole number >= 1")
-        if (
-            isinstance(eval_batch_size, bool)
-            or not isinstance(eval_batch_size, int)
-            or eval_batch_size < 1
-        ):
-            raise ConfigError(
-                f"data.eval_batch_size={eval_batch_size!r} must be a whole number >= 1"
-            )
+        positive_int(batch_size, "data.batch_size")
+        positive_int(eval_batch_size, "data.eval_batch_size")
         self.val_count = resolve_val_count(val_size, self.spec.train_size)
         if train_size is not None and not 1 <= train_size <= self.spec.train_size - self.val_count:
             raise ConfigError(

@@ -2,7 +2,7 @@
 
 For 28x28 data sets a per-sample ``DataLoader`` spends most of its time in
 Python; slicing whole batches out of one uint8 tensor is several times faster
-(see ../shared/STACK.md and ``python -m mnistlab.bench``).
+(see ../shared/STACK.md and ``python -m benchmarks.bench``).
 """
 
 from __future__ import annotations

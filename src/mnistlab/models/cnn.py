@@ -14,8 +14,8 @@ from mnistlab.models.common import (
     check_shape,
     init_weights,
     make_activation,
+    make_pool,
 )
-from mnistlab.models.lenet import make_pool
 
 
 class CNN(Classifier):

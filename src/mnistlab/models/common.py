@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, in_range, one_of
 
 
 class ScaledTanh(nn.Module):
@@ -18,40 +20,62 @@ class ScaledTanh(nn.Module):
         return 1.7159 * torch.tanh(x * (2.0 / 3.0))
 
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
-    "selu": nn.SELU,
-    "elu": nn.ELU,
-    "silu": nn.SiLU,
-    "scaled_tanh": ScaledTanh,
-    "identity": nn.Identity,
+@dataclass(frozen=True)
+class Activation:
+    """One row of the activation table.
+
+    ``module`` builds the layer; ``gain`` names the nonlinearity whose
+    :func:`torch.nn.init.calculate_gain` scales ``xavier`` / ``kaiming`` init.
+    """
+
+    module: Callable[[], nn.Module]
+    gain: str
+
+
+#: the one activation table: models build from it, init reads its gains, diagnostics its types
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation(nn.ReLU, "relu"),
+    "tanh": Activation(nn.Tanh, "tanh"),
+    "sigmoid": Activation(nn.Sigmoid, "sigmoid"),
+    "gelu": Activation(nn.GELU, "relu"),
+    "leaky_relu": Activation(partial(nn.LeakyReLU, 0.01), "leaky_relu"),
+    "selu": Activation(nn.SELU, "selu"),
+    "elu": Activation(nn.ELU, "relu"),
+    "silu": Activation(nn.SiLU, "relu"),
+    "scaled_tanh": Activation(ScaledTanh, "tanh"),
+    "identity": Activation(nn.Identity, "relu"),
 }
+
+POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 INITS = ("default", "zeros", "normal", "xavier", "kaiming")
 
 
 def make_activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise ConfigError(
-            f"model.activation={name!r} is unknown; choose one of: {', '.join(ACTIVATIONS)}"
-        )
-    return ACTIVATIONS[name]()
+    one_of(name, "model.activation", ACTIVATIONS)
+    return ACTIVATIONS[name].module()
+
+
+_NAME_OF_TYPE = {type(a.module()): n for n, a in ACTIVATIONS.items() if n != "identity"}
+
+
+def activation_name(module: nn.Module) -> str | None:
+    """The table's name of an activation layer (None for other layers and ``identity``)."""
+    return _NAME_OF_TYPE.get(type(module))
+
+
+def make_pool(name: str) -> nn.Module:
+    """A 2x2 pooling layer: ``max`` or ``avg``."""
+    one_of(name, "model.pooling", POOLS)
+    return POOLS[name](2)
 
 
 def check_init(init: str) -> str:
-    if init not in INITS:
-        raise ConfigError(f"model.init={init!r} is unknown; choose one of: {', '.join(INITS)}")
-    return init
+    return one_of(init, "model.init", INITS)
 
 
 def check_dropout(p: float, field: str = "model.dropout") -> float:
-    if not 0.0 <= p < 1.0:
-        raise ConfigError(f"{field}={p} must be in [0, 1)")
-    return float(p)
+    return float(in_range(p, field, 0.0, 1.0))
 
 
 def init_weights(model: nn.Module, init: str, activation: str = "relu", std: float = 0.01) -> None:
@@ -64,14 +88,7 @@ def init_weights(model: nn.Module, init: str, activation: str = "relu", std: flo
     check_init(init)
     if init == "default":
         return
-    nonlinearity = {
-        "relu": "relu",
-        "leaky_relu": "leaky_relu",
-        "tanh": "tanh",
-        "scaled_tanh": "tanh",
-        "sigmoid": "sigmoid",
-        "selu": "selu",
-    }.get(activation, "relu")
+    nonlinearity = ACTIVATIONS[activation].gain if activation in ACTIVATIONS else "relu"
     gain = nn.init.calculate_gain(nonlinearity, 0.01) if nonlinearity != "selu" else 1.0
     for module in model.modules():
         if not isinstance(module, (nn.Linear, nn.Conv2d)):

@@ -7,22 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnistlab.errors import ConfigError
 from mnistlab.models.common import (
     Classifier,
     check_dropout,
     check_shape,
     init_weights,
     make_activation,
+    make_pool,
 )
-
-POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
-
-
-def make_pool(name: str) -> nn.Module:
-    if name not in POOLS:
-        raise ConfigError(f"model.pooling={name!r} is unknown; choose one of: {', '.join(POOLS)}")
-    return POOLS[name](2)
 
 
 class LeNet5(Classifier):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import math
 from datetime import datetime
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from mnistlab.artifacts.figures import save_figure
 from mnistlab.report import figures
 from mnistlab.report.stats import METRICS, Analysis, Stat, higher_is_better
 
@@ -213,12 +213,6 @@ def make_figures(analysis: Analysis) -> tuple[list[tuple[str, str, Figure]], lis
     return made, notes
 
 
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
-
-
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     esc = [[c.replace("|", "\\|") for c in r] for r in rows]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -262,9 +256,7 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
     made, notes = make_figures(analysis)
     images = []
     for stem, caption, fig in made:
-        data = _png(fig)
-        (fig_dir / f"{stem}.png").write_bytes(data)
-        images.append((stem, caption, data))
+        images.append((stem, caption, save_figure(fig, fig_dir / f"{stem}.png").read_bytes()))
 
     n_ok = sum(j.ok for j in analysis.jobs)
     n_failed = len(analysis.jobs) - n_ok

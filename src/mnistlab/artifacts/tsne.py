@@ -12,16 +12,20 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
-from mnistlab.diagnostics.common import (
-    diagnostics_dir,
-    grid_figure,
+from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.figures import grid_figure, save_figure
+from mnistlab.artifacts.layers import (
+    SPLITS,
     network,
     probe_images,
-    save_figure,
-    skip,
-    write_csv,
-    write_json,
 )
+from mnistlab.errors import (
+    one_of,
+    positive_int,
+    positive_number,
+    whole_number,
+)
+from mnistlab.files import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +62,18 @@ def embed_features(
     return tsne.fit_transform(features), float(tsne.kl_divergence_)
 
 
-class FeatureTSNE(L.Callback):
+class FeatureTSNE(Artifact):
     """At the end of training, embeds ``num_samples`` images of ``split`` with t-SNE.
 
     Writes ``tsne.csv`` (x, y, label, class), ``tsne.json`` (perplexity, KL divergence,
     silhouette of the classes in 2-D: near 1 = well separated clusters) and ``tsne.png``.
     """
+
+    name = "tsne"
+    caption = "t-SNE of the penultimate features, coloured by class"
+    kind = "diagnostic"
+    subdir = "diagnostics"
+    files = ("tsne.png", "tsne.csv", "tsne.json")
 
     def __init__(
         self,
@@ -74,17 +84,19 @@ class FeatureTSNE(L.Callback):
         seed: int = 0,
         dirpath: str | None = None,
     ) -> None:
-        if num_samples < 10:
-            raise ValueError(f"tsne.num_samples={num_samples} must be >= 10")
-        self.num_samples, self.split, self.perplexity = num_samples, split, perplexity
-        self.pca_dims, self.seed, self.dirpath = pca_dims, seed, dirpath
+        super().__init__(dirpath)
+        self.num_samples = whole_number(num_samples, "callbacks.tsne.num_samples", minimum=10)
+        self.split = one_of(split, "callbacks.tsne.split", SPLITS)
+        self.perplexity = positive_number(perplexity, "callbacks.tsne.perplexity")
+        self.pca_dims = positive_int(pca_dims, "callbacks.tsne.pca_dims")
+        self.seed = seed
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if skip(trainer):
+        if self.skip(trainer):
             return
         x, labels = probe_images(trainer, pl_module, self.split, self.num_samples, self.seed)
         features = penultimate_features(network(pl_module), x)
-        out = diagnostics_dir(trainer, self.dirpath)
+        out = self.out_dir(trainer)
         try:
             xy, kl = embed_features(features, self.perplexity, self.pca_dims, self.seed)
         except ValueError as err:

@@ -10,17 +10,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab.diagnostics.common import (
-    diagnostics_dir,
-    grid_figure,
+from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.figures import grid_figure, save_figure
+from mnistlab.artifacts.layers import (
     layer_label,
     network,
-    save_figure,
-    skip,
     weight_layers,
-    write_csv,
-    write_json,
 )
+from mnistlab.errors import (
+    positive_int,
+)
+from mnistlab.files import write_csv, write_json
 
 
 def unit_grad_norms(layer: nn.Module) -> torch.Tensor:
@@ -37,7 +37,7 @@ def relative_spread(values: np.ndarray) -> float:
     return float((values.max() - values.min()) / mean) if mean > 0 else 0.0
 
 
-class NeuronGradientTrace(L.Callback):
+class NeuronGradientTrace(Artifact):
     """Gradient norm of each of the first ``max_units`` units of the hidden layers, step by step.
 
     Traces the first ``num_steps`` optimizer steps of the first ``max_layers`` hidden
@@ -47,6 +47,12 @@ class NeuronGradientTrace(L.Callback):
     and ``neuron_grads.png`` (one line per unit).
     """
 
+    name = "neuron_grads"
+    caption = "Per-unit gradient traces over the first steps: the symmetry of zero init"
+    kind = "diagnostic"
+    subdir = "diagnostics"
+    files = ("neuron_grads.png", "neuron_grads.csv", "neuron_grads.json")
+
     def __init__(
         self,
         num_steps: int = 50,
@@ -54,10 +60,10 @@ class NeuronGradientTrace(L.Callback):
         max_layers: int = 3,
         dirpath: str | None = None,
     ) -> None:
-        if num_steps < 1 or max_units < 1 or max_layers < 1:
-            raise ValueError("neuron_grads.num_steps, max_units and max_layers must be >= 1")
-        self.num_steps, self.max_units, self.max_layers = num_steps, max_units, max_layers
-        self.dirpath = dirpath
+        super().__init__(dirpath)
+        self.num_steps = positive_int(num_steps, "callbacks.neuron_grads.num_steps")
+        self.max_units = positive_int(max_units, "callbacks.neuron_grads.max_units")
+        self.max_layers = positive_int(max_layers, "callbacks.neuron_grads.max_layers")
         self.traces: dict[str, list[np.ndarray]] = {}
         self.steps: list[int] = []
         self.layers: list[tuple[str, nn.Module]] = []
@@ -68,7 +74,7 @@ class NeuronGradientTrace(L.Callback):
         self.steps = []
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if skip(trainer) or trainer.global_step >= self.num_steps or not self.layers:
+        if self.skip(trainer) or trainer.global_step >= self.num_steps or not self.layers:
             return
         norms = torch.cat([unit_grad_norms(m)[: self.max_units].cpu() for _, m in self.layers])
         offset = 0
@@ -79,9 +85,9 @@ class NeuronGradientTrace(L.Callback):
         self.steps.append(trainer.global_step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if skip(trainer) or not self.steps:
+        if self.skip(trainer) or not self.steps:
             return
-        out = diagnostics_dir(trainer, self.dirpath)
+        out = self.out_dir(trainer)
         rows: list[dict[str, Any]] = []
         summary: dict[str, Any] = {}
         for name, trace in self.traces.items():

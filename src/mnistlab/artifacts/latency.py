@@ -10,14 +10,17 @@ import lightning as L
 import numpy as np
 import torch
 
-from mnistlab.diagnostics.common import (
-    diagnostics_dir,
-    grid_figure,
+from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.figures import grid_figure, save_figure
+from mnistlab.artifacts.layers import (
     probe_images,
-    save_figure,
-    skip,
-    write_json,
 )
+from mnistlab.errors import (
+    ConfigError,
+    positive_int,
+    whole_number,
+)
+from mnistlab.files import write_json
 
 
 def measure_latency(
@@ -43,13 +46,19 @@ def measure_latency(
     return np.asarray(times)
 
 
-class InferenceLatency(L.Callback):
+class InferenceLatency(Artifact):
     """After training, times the module's forward pass (eval mode) on test images of each batch size.
 
     Writes ``latency.json`` (per batch size: mean and std in ms per batch and per
     sample, device, torch threads) and ``latency.png``. Timings from a shared
     machine are noisy; the std says how much.
     """
+
+    name = "latency"
+    caption = "Inference latency per batch and per sample for a few batch sizes"
+    kind = "diagnostic"
+    subdir = "diagnostics"
+    files = ("latency.png", "latency.json")
 
     def __init__(
         self,
@@ -58,18 +67,16 @@ class InferenceLatency(L.Callback):
         warmup: int = 5,
         dirpath: str | None = None,
     ) -> None:
-        if not batch_sizes or min(batch_sizes) < 1 or repeats < 2 or warmup < 0:
-            raise ValueError("latency: batch_sizes >= 1, repeats >= 2 and warmup >= 0 are required")
-        self.batch_sizes, self.repeats, self.warmup, self.dirpath = (
-            list(batch_sizes),
-            repeats,
-            warmup,
-            dirpath,
-        )
+        super().__init__(dirpath)
+        if not batch_sizes:
+            raise ConfigError("callbacks.latency.batch_sizes is empty; give e.g. [1, 64, 1000]")
+        self.batch_sizes = [positive_int(b, "callbacks.latency.batch_sizes[]") for b in batch_sizes]
+        self.repeats = whole_number(repeats, "callbacks.latency.repeats", minimum=2)
+        self.warmup = whole_number(warmup, "callbacks.latency.warmup", minimum=0)
         self.results: list[dict[str, Any]] = []
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if skip(trainer):
+        if self.skip(trainer):
             return
         x, _ = probe_images(trainer, pl_module, "test", max(self.batch_sizes))
         was_training = pl_module.training
@@ -92,7 +99,7 @@ class InferenceLatency(L.Callback):
                 )
         finally:
             pl_module.train(was_training)
-        out = diagnostics_dir(trainer, self.dirpath)
+        out = self.out_dir(trainer)
         device = str(pl_module.device)
         write_json(
             out / "latency.json",

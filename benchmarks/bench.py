@@ -1,13 +1,13 @@
 """Throughput benchmark: the standard torchvision pipeline vs mnistlab vs a plain torch loop.
 
-``python -m mnistlab.bench [--quick] [--out FILE.json] [--device cpu|cuda]``
+``make bench`` or ``python -m benchmarks.bench [--quick] [--out FILE.json] [--device cpu|cuda]``
 
 Per model it measures training images/s and test-set inference images/s of
 
 * ``standard``: a torchvision dataset with per-sample ``ToTensor`` + ``Normalize``, a
   ``DataLoader`` (batch 128, ``num_workers`` 0 and 2) and a plain training loop, as the
   tutorials write it;
-* ``mnistlab``: the lab's own path, a realistic default run: ``mnistlab.train.build`` on the
+* ``mnistlab``: the lab's own path, a realistic default run: ``mnistlab.run.build`` on the
   composed config, the configured callbacks and loggers plus ``EpochHistory``, ``trainer.fit``;
 * ``plain``: a bare torch loop over the same in-memory uint8 tensors (the overhead floor).
 
@@ -44,7 +44,6 @@ import argparse
 import contextlib
 import copy
 import io
-import json
 import logging
 import math
 import platform
@@ -56,21 +55,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, open_dict
 
-from mnistlab.callbacks import EpochHistory, attach_writers
+from mnistlab.callbacks.history import EpochHistory
+from mnistlab.classifier_module import ClassifierModule
 from mnistlab.config import register_resolvers
 from mnistlab.data.datamodule import DATA_ROOT_ENV, MNISTDataModule
-from mnistlab.module import ClassifierModule
+from mnistlab.data.loader import InMemoryBatches
+from mnistlab.factory import build, build_callbacks, build_loggers, build_trainer
+from mnistlab.files import json_safe, write_json
 from mnistlab.optim import parameter_groups
-from mnistlab.train import build
 from mnistlab.utils import quiet_warnings
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 MODELS = ("softmax", "mlp", "lenet")  # the default set; any conf/model family works with --models
 #: the CPU goals of issue 5, checked in every run
 GOAL_SPEEDUP_MODEL, GOAL_SPEEDUP = "mlp", 3.0
@@ -111,14 +111,6 @@ def compose(
         cfg.paths.group = "bench"
         del cfg.hydra
     return cfg
-
-
-def _instantiate_all(section: DictConfig | None) -> list[Any]:
-    if not section:
-        return []
-    return [
-        hydra.utils.instantiate(c) for c in section.values() if c is not None and "_target_" in c
-    ]
 
 
 def _sync(device: torch.device) -> None:
@@ -214,26 +206,14 @@ def eval_loop(
 
 
 # --- (c) the plain in-memory loop ----------------------------------------------------------
-def in_memory_batches(
-    images: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches indexed out of the resident uint8 tensors (no mnistlab classes involved)."""
-    n = len(labels)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else None
-    for start in range(0, n, batch_size):
-        if order is None:
-            yield images[start : start + batch_size], labels[start : start + batch_size]
-        else:
-            idx = order[start : start + batch_size].to(images.device)
-            yield images.index_select(0, idx), labels.index_select(0, idx)
-
-
 def make_normalizer(
-    mean: float, std: float, channels_last: bool
+    datamodule: MNISTDataModule, channels_last: bool
 ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The data module's own normalization for uint8 batches (float batches pass through)."""
+
     def prepare(x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
-            x = x.float().div_(255).sub_(mean).mul_(1.0 / std)
+            x = datamodule.normalize(x)
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
     return prepare
@@ -260,22 +240,9 @@ class BareModule(L.LightningModule):
         return self.optimizer
 
 
-class SizedBatches:
-    """:func:`in_memory_batches` with a length, so Lightning knows the epoch's size."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int):
-        self.images, self.labels, self.batch_size, self.seed = images, labels, batch_size, seed
-
-    def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return in_memory_batches(self.images, self.labels, self.batch_size, True, self.seed)
-
-
 def bare_lightning_run(
     module: BareModule,
-    batches: SizedBatches,
+    batches: InMemoryBatches,
     device: torch.device,
     limit: int | None,
     precision: str,
@@ -354,13 +321,9 @@ def mnistlab_run(cfg: DictConfig, out_dir: Path, eval_repeats: int) -> dict[str,
     datamodule, module = build(cfg)
     datamodule.setup("fit")
     timer = PhaseTimer()
-    callbacks = attach_writers(
-        [*_instantiate_all(cfg.get("callbacks")), EpochHistory(out_dir), timer]
-    )
-    loggers = _instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False
-    )
+    loggers = build_loggers(cfg)
+    callbacks = build_callbacks(cfg, extra=[EpochHistory(out_dir), timer], loggers=bool(loggers))
+    trainer = build_trainer(cfg, callbacks, loggers)
     captured = io.StringIO()  # the progress bar is drawn (as in a real run) but not shown
     with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
         start = time.perf_counter()
@@ -374,9 +337,7 @@ def mnistlab_run(cfg: DictConfig, out_dir: Path, eval_repeats: int) -> dict[str,
         }
         # test-set inference: the same trainer config and loggers, without the test-time
         # artifact callbacks (figures, Grad-CAM, ...), which are reports, not inference
-        tester: L.Trainer = hydra.utils.instantiate(
-            cfg.trainer, callbacks=[timer], logger=loggers or False
-        )
+        tester = build_trainer(cfg, [timer], loggers)
         evals = []
         for _ in range(eval_repeats):
             timer.test_images = 0
@@ -459,14 +420,14 @@ def bench_model(
             _, fresh = build(cfg)
             net = fresh.net.to(device)
             optimizer = fresh.optimizer_factory(params=parameter_groups(net, False))
-            prepare = make_normalizer(dm.mean, dm.std, fresh.channels_last)
+            prepare = make_normalizer(dm, fresh.channels_last)
             # the floor does the same arithmetic as mnistlab: its autocast on a GPU (bf16-mixed)
             amp = AUTOCAST.get(str(cfg.trainer.precision)) if device.type == "cuda" else None
             x, y = (t.to(device) for t in dm.split("train"))
             n, s, cpu = train_loop(
                 net,
                 optimizer,
-                in_memory_batches(x, y, bs, True, repeat),
+                InMemoryBatches(x, y, bs, shuffle=True, seed=repeat),
                 device,
                 train_batches,
                 prepare,
@@ -482,7 +443,7 @@ def bench_model(
                 bare = BareModule(net, optimizer, prepare)
                 n, s, cpu = bare_lightning_run(
                     bare,
-                    SizedBatches(x, y, bs, repeat),
+                    InMemoryBatches(x, y, bs, shuffle=True, seed=repeat),
                     device,
                     train_batches,
                     str(cfg.trainer.precision),
@@ -494,7 +455,7 @@ def bench_model(
             for _ in range(2):
                 n, s = eval_loop(
                     net,
-                    in_memory_batches(tx, ty, eval_batch_size, False, 0),
+                    InMemoryBatches(tx, ty, eval_batch_size),
                     device,
                     eval_batches,
                     prepare,
@@ -506,7 +467,7 @@ def bench_model(
                 _, fresh = build(cfg)
                 net = fresh.net.to(device)  # the tutorials' default memory layout
                 optimizer = fresh.optimizer_factory(params=parameter_groups(net, False))
-                identity = make_normalizer(dm.mean, dm.std, False)
+                identity = make_normalizer(dm, False)
                 loader = standard_loader(dm, True, bs, w, device)
                 n, s, _ = train_loop(net, optimizer, loader, device, train_batches, identity)
                 runs.setdefault(f"standard_w{w}", []).append(_ips(n, s))
@@ -620,19 +581,9 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4) if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
-        prog="python -m mnistlab.bench", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks.bench", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--quick", action="store_true", help="a few batches per repeat (CI smoke run)"
@@ -732,11 +683,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "models": results,
     }
     report["goals"] = goals(results, args.overhead_batch)
-    report = _json_safe(report)
+    report = json_safe(report)
     print(format_table(report))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
         print(f"wrote {args.out}", file=sys.stderr)
     return report
 

@@ -8,7 +8,10 @@ per image, which is about ten times faster to render.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -214,3 +217,24 @@ class CanvasFigure:
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray((out + 0.5).astype(np.uint8)).save(path, compress_level=3)
         return path
+
+
+def grid_figure(
+    panels: int, cols: int = 3, size: tuple[float, float] = (4.2, 3.0)
+) -> tuple[Figure, list[Any]]:
+    """A figure with ``panels`` axes in a grid (unused cells hidden); no pyplot, no GUI."""
+    cols = max(1, min(cols, panels))
+    rows = math.ceil(panels / cols)
+    fig = Figure(figsize=(size[0] * cols, size[1] * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return fig, axes[:panels]
+
+
+def depth_colors(n: int) -> Iterable[Any]:
+    """One colour per layer, dark (input side) to light (output side)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(1, n - 1) * 0.9) for i in range(n)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, in_range, one_of
 from mnistlab.optim import build_scheduler, parameter_groups
 
 log = logging.getLogger(__name__)
@@ -81,14 +82,9 @@ class ClassifierModule(L.LightningModule):
         tta_flip: bool = False,
     ) -> None:
         super().__init__()
-        if loss not in LOSSES:
-            raise ConfigError(
-                f"module.loss={loss!r} is unknown; choose one of: {', '.join(LOSSES)}"
-            )
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1)")
-        if l1 < 0:
-            raise ConfigError(f"module.l1={l1} must be >= 0")
+        one_of(loss, "module.loss", LOSSES)
+        in_range(label_smoothing, "module.label_smoothing", 0.0, 1.0)
+        in_range(l1, "module.l1", 0.0, math.inf)
         every = divergence_check_every_n_steps
         if every != "auto" and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
             raise ConfigError(

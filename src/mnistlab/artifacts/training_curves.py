@@ -1,20 +1,24 @@
-"""Training curves from ``history.csv``: loss, accuracy and the generalization gap per epoch."""
+"""Training curves (loss, accuracy, generalization gap) drawn from the run's ``history.csv``."""
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mnistlab.viz.figures import new_figure
+from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.figures import new_figure
+from mnistlab.callbacks.history import EpochHistory
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
-    """Rows of :class:`mnistlab.callbacks.EpochHistory`'s CSV as floats (missing cells: NaN)."""
+    """Rows of :class:`mnistlab.callbacks.history.EpochHistory`'s CSV as floats (missing cells: NaN)."""
     with open(path, newline="") as f:
         return [
             {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
@@ -93,3 +97,61 @@ def plot_training_curves(rows: list[dict[str, float]]) -> Figure:
         fontsize=10,
     )
     return fig
+
+
+log = logging.getLogger(__name__)
+
+
+class TrainingCurves(Artifact):
+    """Train vs validation loss and accuracy per epoch, and the generalization gap.
+
+    Drawn when fitting ends from the rows :class:`~mnistlab.callbacks.history.EpochHistory`
+    keeps in memory. A test-only run (``eval.py``) draws the checkpoint's run history from
+    ``history_path`` instead, if that file exists.
+
+    Args:
+        dirpath: artifact folder.
+        history_path: the run's ``history.csv``, read when no EpochHistory is training.
+        log_to_loggers: also send the PNG to W&B / TensorBoard.
+    """
+
+    name = "training_curves"
+    caption = "Train vs validation loss and accuracy per epoch, and the generalization gap"
+    kind = "training"
+    files = ("training_curves.png",)
+
+    def __init__(
+        self,
+        dirpath: str | Path | None = None,
+        history_path: str | Path | None = None,
+        log_to_loggers: bool = True,
+    ) -> None:
+        super().__init__(dirpath, log_to_loggers)
+        self.history_path = Path(history_path) if history_path else None
+        self.path: Path | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        history = next((cb for cb in trainer.callbacks if isinstance(cb, EpochHistory)), None)
+        self.draw(trainer, history.rows if history is not None else self._read())
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.path is None:
+            self.draw(trainer, self._read())
+
+    def _read(self) -> list[dict[str, float]]:
+        if self.history_path is None or not self.history_path.is_file():
+            return []
+        return read_history(self.history_path)
+
+    def draw(self, trainer: L.Trainer, rows: list[dict[str, float]]) -> Path | None:
+        if self.skip(trainer):
+            return None
+        if not rows:
+            if trainer.state.fn == "fit":
+                log.warning("callbacks.training_curves: no finished epoch, nothing to draw")
+            return None
+        self.out_dir(trainer)
+        self.figures = {}
+        self.path = self.save_figure(plot_training_curves(rows), "training_curves")
+        self.send_figures(trainer)
+        return self.path

@@ -1,11 +1,13 @@
-"""Per-class precision, recall, F1, support and accuracy: which classes are hard."""
+"""Per-class precision, recall, F1, support and accuracy of the test set, with a bar chart."""
 
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -16,7 +18,9 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from mnistlab.viz.figures import class_bar_figure
+from mnistlab.artifacts.evaluation import Predictions, TestSetArtifact
+from mnistlab.artifacts.figures import class_bar_figure
+from mnistlab.files import write_json
 
 FIELDS = ("class", "precision", "recall", "f1", "support", "accuracy")
 
@@ -85,3 +89,41 @@ def plot_per_class(rows: list[dict]) -> Figure:
         fontsize=11,
     )
     return fig
+
+
+log = logging.getLogger(__name__)
+
+
+class PerClassArtifact(TestSetArtifact):
+    """Writes ``per_class.csv``, ``per_class.json`` (rows plus the hardest and easiest class by F1)
+    and ``per_class.png``."""
+
+    name = "per_class"
+    caption = "Precision, recall, F1, support and accuracy per class; the hardest and easiest class"
+    files = ("per_class.png", "per_class.csv", "per_class.json")
+
+    def __init__(self, dirpath: str | Path) -> None:
+        super().__init__(dirpath)
+
+    def write(self, result: Predictions, pl_module: L.LightningModule) -> dict[str, float]:
+        rows = per_class_metrics(result.preds, result.labels, result.class_names)
+        hard, easy = hardest_and_easiest(rows)
+        write_per_class_csv(rows, self.dirpath / "per_class.csv")
+        write_json(
+            self.dirpath / "per_class.json",
+            {
+                "hardest": hard["class"],
+                "easiest": easy["class"],
+                "ranked_by": "f1",
+                "classes": rows,
+            },
+        )
+        self.save_figure(plot_per_class(rows), "per_class")
+        log.info(
+            "hardest class: %s (F1 %.4f), easiest: %s (F1 %.4f)",
+            hard["class"],
+            hard["f1"],
+            easy["class"],
+            easy["f1"],
+        )
+        return {}

@@ -1,11 +1,13 @@
-"""One-vs-rest ROC curves and AUC per class, with macro and micro averages."""
+"""Per-class one-vs-rest ROC curves of the test set, and their AUCs."""
 
 from __future__ import annotations
 
 import math
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
+import lightning as L
 import matplotlib
 import numpy as np
 import torch
@@ -18,7 +20,8 @@ from torchmetrics.functional.classification import (
     multiclass_roc,
 )
 
-from mnistlab.viz.figures import new_figure
+from mnistlab.artifacts.evaluation import Predictions, TestSetArtifact
+from mnistlab.artifacts.figures import new_figure
 
 
 def roc_auc(probs: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str]) -> dict:
@@ -129,3 +132,28 @@ def plot_roc(curves: dict, aucs: dict, class_names: Sequence[str], zoom_fpr: flo
         fontsize=11,
     )
     return fig
+
+
+class ROCArtifact(TestSetArtifact):
+    """Writes ``roc.png`` (all classes, plus the top-left corner enlarged) and ``roc_auc.json``
+    (AUC per class, macro and micro); logs ``test/auroc_macro`` and ``test/auroc_micro``.
+
+    Args:
+        dirpath: artifact folder.
+        zoom_fpr: false-positive-rate range of the enlarged panel.
+    """
+
+    name = "roc"
+    caption = "One-vs-rest ROC curve and AUC per class, macro and micro"
+    files = ("roc.png", "roc_auc.json")
+
+    def __init__(self, dirpath: str | Path, zoom_fpr: float = 0.1) -> None:
+        super().__init__(dirpath)
+        self.zoom_fpr = zoom_fpr
+
+    def write(self, result: Predictions, pl_module: L.LightningModule) -> dict[str, float]:
+        aucs = roc_auc(result.probs, result.labels, result.class_names)
+        self.write_json("roc_auc.json", aucs)
+        curves = roc_curves(result.probs, result.labels, result.num_classes)
+        self.save_figure(plot_roc(curves, aucs, result.class_names, self.zoom_fpr), "roc")
+        return {"test/auroc_macro": aucs["macro"], "test/auroc_micro": aucs["micro"]}

@@ -11,18 +11,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab.diagnostics.common import (
+from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.figures import depth_colors, grid_figure, save_figure
+from mnistlab.artifacts.layers import (
+    SPLITS,
     activation_layers,
-    depth_colors,
-    diagnostics_dir,
-    grid_figure,
     network,
     probe_images,
-    save_figure,
-    skip,
-    write_csv,
-    write_json,
 )
+from mnistlab.errors import (
+    in_range,
+    one_of,
+    positive_int,
+)
+from mnistlab.files import write_csv, write_json
 
 #: kinds whose units can die: the pre-activation is <= 0 on every input (no gradient, or 1% of it)
 RECTIFIERS = {"relu", "leaky_relu", "gelu", "elu", "selu", "silu"}
@@ -108,7 +110,7 @@ def activation_statistics(
     return found
 
 
-class ActivationStats(L.Callback):
+class ActivationStats(Artifact):
     """Measures :func:`activation_statistics` on fixed validation images, before training and every few epochs.
 
     Writes ``activation_stats.csv`` (epoch, layer, kind, units, dead_fraction,
@@ -118,6 +120,19 @@ class ActivationStats(L.Callback):
     (histogram of each layer's outputs, at initialization and at the end).
     """
 
+    name = "activation_stats"
+    caption = (
+        "Dead ReLU and saturated tanh/sigmoid units per layer over epochs, activation histograms"
+    )
+    kind = "diagnostic"
+    subdir = "diagnostics"
+    files = (
+        "activation_stats.png",
+        "activation_hist.png",
+        "activation_stats.csv",
+        "activation_stats.json",
+    )
+
     def __init__(
         self,
         every_n_epochs: int = 1,
@@ -126,12 +141,12 @@ class ActivationStats(L.Callback):
         saturation: float = 0.99,
         dirpath: str | None = None,
     ) -> None:
-        if every_n_epochs < 1 or num_samples < 1 or not 0 < saturation < 1:
-            raise ValueError(
-                "activation_stats: every_n_epochs, num_samples >= 1 and 0 < saturation < 1"
-            )
-        self.every_n_epochs, self.num_samples, self.split = every_n_epochs, num_samples, split
-        self.saturation, self.dirpath = saturation, dirpath
+        super().__init__(dirpath)
+        field = "callbacks.activation_stats"
+        self.every_n_epochs = positive_int(every_n_epochs, f"{field}.every_n_epochs")
+        self.num_samples = positive_int(num_samples, f"{field}.num_samples")
+        self.split = one_of(split, f"{field}.split", SPLITS)
+        self.saturation = in_range(saturation, f"{field}.saturation", 0.5, 1.0)
         self.history: list[tuple[int, list[LayerActivations]]] = []
 
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
@@ -140,17 +155,17 @@ class ActivationStats(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.history = []
-        if not skip(trainer):
+        if not self.skip(trainer):
             self._measure(trainer, pl_module, -1)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not skip(trainer) and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if not self.skip(trainer) and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._measure(trainer, pl_module, trainer.current_epoch)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if skip(trainer) or not self.history or not self.history[-1][1]:
+        if self.skip(trainer) or not self.history or not self.history[-1][1]:
             return
-        out = diagnostics_dir(trainer, self.dirpath)
+        out = self.out_dir(trainer)
         write_csv(
             out / "activation_stats.csv",
             [{"epoch": e, **s.row()} for e, stats in self.history for s in stats],

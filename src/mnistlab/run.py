@@ -1,4 +1,4 @@
-"""Compose -> validate -> instantiate -> fit -> test -> metrics.json. Called by the root train.py."""
+"""One run: build (factory) -> fit -> test -> metrics.json. Called by the root train.py."""
 
 from __future__ import annotations
 
@@ -14,15 +14,13 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.callbacks import EpochHistory, attach_writers
-from mnistlab.config import instantiate, validate
-from mnistlab.data import BatchAugmentation, MNISTDataModule
+from mnistlab.callbacks.history import EpochHistory
 from mnistlab.errors import MnistlabError
-from mnistlab.module import ClassifierModule
-from mnistlab.utils import print_config_tree, quiet_warnings, write_json
+from mnistlab.factory import build, build_callbacks, build_loggers, build_trainer
+from mnistlab.files import write_json
+from mnistlab.utils import print_config_tree, quiet_warnings
 
 log = logging.getLogger("mnistlab")
 
@@ -40,42 +38,6 @@ def _output_dir(cfg: DictConfig) -> Path:
     path = Path(out) if out else Path.cwd()
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _instantiate_dict(section: DictConfig | None) -> list[Any]:
-    """Instantiate every non-null entry of a name -> config mapping (callbacks, loggers)."""
-    if not section:
-        return []
-    return [instantiate(c) for c in section.values() if c is not None and "_target_" in c]
-
-
-def build(cfg: DictConfig) -> tuple[MNISTDataModule, ClassifierModule]:
-    """Data module and LightningModule from a composed config (cheap: loads no data)."""
-    validate(cfg)
-    transforms = instantiate(OmegaConf.select(cfg, "augmentation.transforms", default=[]) or [])
-    datamodule: MNISTDataModule = instantiate(
-        cfg.data, augmentation=BatchAugmentation(list(transforms)), _convert_="all"
-    )
-    net = instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        input_shape=datamodule.input_shape,
-        _convert_="all",
-    )
-    scheduler_cfg = cfg.get("scheduler") or {}
-    scheduler = scheduler_cfg.get("scheduler")
-    module = ClassifierModule(
-        net=net,
-        optimizer=instantiate(cfg.optimizer, _convert_="all"),
-        scheduler=instantiate(scheduler, _convert_="all") if scheduler else None,
-        scheduler_interval=scheduler_cfg.get("interval", "step"),
-        scheduler_monitor=scheduler_cfg.get("monitor"),
-        class_names=datamodule.class_names,
-        **OmegaConf.to_container(cfg.get("module", {}), resolve=True),
-    )
-    module.check_fits(datamodule.spec)
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
-    return datamodule, module
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -96,11 +58,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"{sum(p.numel() for p in module.net.parameters()):,}",
     )
     history = EpochHistory(out)
-    loggers = _instantiate_dict(cfg.get("logger"))
-    callbacks = attach_writers([*_instantiate_dict(cfg.get("callbacks")), history])
-    if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv has the lr
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    loggers = build_loggers(cfg)
+    callbacks = build_callbacks(cfg, extra=[history], loggers=bool(loggers))
+    trainer = build_trainer(cfg, callbacks, loggers)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)

@@ -10,16 +10,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab.diagnostics.common import (
-    diagnostics_dir,
-    grid_figure,
+from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.figures import grid_figure, save_figure
+from mnistlab.artifacts.layers import (
     layer_label,
     network,
-    save_figure,
-    skip,
     weight_layers,
-    write_csv,
 )
+from mnistlab.errors import (
+    whole_number,
+)
+from mnistlab.files import write_csv
 
 HIST_VALUES = 50_000  # weights kept per layer and snapshot for the histogram
 
@@ -49,17 +50,24 @@ def _sample(w: torch.Tensor, generator: torch.Generator) -> np.ndarray:
     return flat.numpy()
 
 
-class WeightHistograms(L.Callback):
+class WeightHistograms(Artifact):
     """Snapshots every layer's weights at the start, every ``every_n_epochs`` epochs (0: never) and the end.
 
     Writes ``weight_stats.csv`` (snapshot, epoch, layer and :func:`weight_statistics`)
     and ``weight_hist.png`` (one panel per layer, initialization vs end).
     """
 
+    name = "weight_histograms"
+    caption = "Weight histograms and statistics per layer, at init and as training goes"
+    kind = "diagnostic"
+    subdir = "diagnostics"
+    files = ("weight_hist.png", "weight_stats.csv")
+
     def __init__(self, every_n_epochs: int = 0, dirpath: str | None = None) -> None:
-        if every_n_epochs < 0:
-            raise ValueError(f"weight_histograms.every_n_epochs={every_n_epochs} must be >= 0")
-        self.every_n_epochs, self.dirpath = every_n_epochs, dirpath
+        super().__init__(dirpath)
+        self.every_n_epochs = whole_number(
+            every_n_epochs, "callbacks.weight_histograms.every_n_epochs", minimum=0
+        )
         self.rows: list[dict[str, Any]] = []
         self.samples: dict[str, dict[str, np.ndarray]] = {}
         self.labels: dict[str, str] = {}
@@ -74,19 +82,19 @@ class WeightHistograms(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows, self.samples = [], {}
-        if not skip(trainer):
+        if not self.skip(trainer):
             self._snapshot(pl_module, "init", -1)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         n = self.every_n_epochs
-        if not skip(trainer) and n and (trainer.current_epoch + 1) % n == 0:
+        if not self.skip(trainer) and n and (trainer.current_epoch + 1) % n == 0:
             self._snapshot(pl_module, f"epoch{trainer.current_epoch}", trainer.current_epoch)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if skip(trainer) or "init" not in self.samples:
+        if self.skip(trainer) or "init" not in self.samples:
             return
         self._snapshot(pl_module, "end", trainer.current_epoch)
-        out = diagnostics_dir(trainer, self.dirpath)
+        out = self.out_dir(trainer)
         write_csv(out / "weight_stats.csv", self.rows)
         plot_weight_histograms(
             self.samples["init"], self.samples["end"], self.labels, out / "weight_hist.png"

@@ -11,18 +11,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab.diagnostics.common import (
-    depth_colors,
-    diagnostics_dir,
-    grid_figure,
+from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.figures import depth_colors, grid_figure, save_figure
+from mnistlab.artifacts.layers import (
     layer_label,
     network,
-    save_figure,
-    skip,
     weight_layers,
-    write_csv,
-    write_json,
 )
+from mnistlab.errors import (
+    positive_int,
+)
+from mnistlab.files import write_csv, write_json
 
 
 def layer_grad_norms(model: nn.Module) -> dict[str, float]:
@@ -36,7 +35,7 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     return {name: norm for (name, _), norm in zip(layers, norms, strict=True)}
 
 
-class GradientNorms(L.Callback):
+class GradientNorms(Artifact):
     """Records :func:`layer_grad_norms` every ``every_n_steps`` optimizer steps.
 
     Writes ``grad_norms.csv`` (step, epoch, one column per layer), ``grad_norms.json``
@@ -44,11 +43,15 @@ class GradientNorms(L.Callback):
     (norms over steps, log scale, and the mean norm by depth).
     """
 
+    name = "grad_norms"
+    caption = "Weight-gradient norm per layer over training: vanishing and exploding gradients"
+    kind = "diagnostic"
+    subdir = "diagnostics"
+    files = ("grad_norms.png", "grad_norms.csv", "grad_norms.json")
+
     def __init__(self, every_n_steps: int = 10, dirpath: str | None = None) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"grad_norms.every_n_steps={every_n_steps} must be >= 1")
-        self.every_n_steps = every_n_steps
-        self.dirpath = dirpath
+        super().__init__(dirpath)
+        self.every_n_steps = positive_int(every_n_steps, "callbacks.grad_norms.every_n_steps")
         self.rows: list[dict[str, Any]] = []
         self.labels: dict[str, str] = {}
 
@@ -56,16 +59,16 @@ class GradientNorms(L.Callback):
         self.labels = {name: layer_label(name, m) for name, m in weight_layers(network(pl_module))}
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if skip(trainer) or trainer.global_step % self.every_n_steps:
+        if self.skip(trainer) or trainer.global_step % self.every_n_steps:
             return
         norms = layer_grad_norms(network(pl_module))
         if norms:
             self.rows.append({"step": trainer.global_step, "epoch": trainer.current_epoch, **norms})
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if skip(trainer) or not self.rows:
+        if self.skip(trainer) or not self.rows:
             return
-        out = diagnostics_dir(trainer, self.dirpath)
+        out = self.out_dir(trainer)
         write_csv(out / "grad_norms.csv", self.rows)
         layers = [k for k in self.rows[0] if k not in ("step", "epoch")]
         means = {k: float(np.nanmean([r.get(k, math.nan) for r in self.rows])) for k in layers}

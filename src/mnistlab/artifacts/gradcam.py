@@ -1,24 +1,21 @@
-"""Where the model looks: Grad-CAM on a conv layer, or input attribution for models without one.
-
-Grad-CAM (Selvaraju et al. 2017) weights a conv layer's feature maps by the
-gradient of the class score and upsamples the result to the image size.
-Dense models have no feature maps; they get integrated gradients (or plain
-saliency) on the pixels instead, and the figure says so.
-"""
+"""Grad-CAM heat maps (Captum) over test images, correct and misclassified side by side."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import lightning as L
 import matplotlib
 import numpy as np
 import torch
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 from torch import nn
 
-from mnistlab.errors import ConfigError
-from mnistlab.viz.figures import (
+from mnistlab.artifacts.evaluation import Predictions, TestSetArtifact
+from mnistlab.artifacts.figures import (
     CORRECT_COLOR,
     WRONG_COLOR,
     CanvasFigure,
@@ -26,6 +23,7 @@ from mnistlab.viz.figures import (
     short_name,
     to_unit_gray,
 )
+from mnistlab.errors import ConfigError, positive_int
 
 INPUT_METHODS = ("integrated_gradients", "saliency")
 METHOD_TITLES = {
@@ -241,3 +239,108 @@ def plot_attribution_grid(
         fontsize=7.5,
     )
     return fig
+
+
+log = logging.getLogger(__name__)
+
+
+def _net(pl_module: L.LightningModule) -> nn.Module:
+    return getattr(pl_module, "net", pl_module)
+
+
+class GradCAMArtifact(TestSetArtifact):
+    """Writes ``gradcam.png``: per class, ``per_class`` correct and ``per_class`` misclassified test
+    images with the attribution for the *predicted* class overlaid.
+
+    Args:
+        dirpath: artifact folder.
+        layer: dotted module name in the net for Grad-CAM (e.g. ``conv.4``); null: the last conv layer.
+        per_class: images per class on each side (correct / misclassified).
+        fallback: input attribution for nets without conv layers: integrated_gradients or saliency.
+    """
+
+    name = "gradcam"
+    caption = "Where the model looks: Grad-CAM (Captum) on correct and misclassified test images"
+    files = ("gradcam.png",)
+    needs_images = True
+
+    def __init__(
+        self,
+        dirpath: str | Path,
+        layer: str | None = None,
+        per_class: int = 2,
+        fallback: str = "integrated_gradients",
+    ) -> None:
+        super().__init__(dirpath)
+        if fallback not in INPUT_METHODS:
+            raise ConfigError(
+                f"callbacks.gradcam.fallback={fallback!r} is unknown; choose one of: {', '.join(INPUT_METHODS)}"
+            )
+        self.layer = layer
+        self.per_class = positive_int(per_class, "callbacks.gradcam.per_class")
+        self.fallback = fallback
+        #: the last figure's title: which method ran on which layer
+        self.title = ""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        resolve_layer(_net(pl_module), self.layer)  # a wrong layer name fails before training
+
+    def write(self, result: Predictions, pl_module: L.LightningModule) -> dict[str, float]:
+        net = _net(pl_module)
+        resolved = resolve_layer(net, self.layer)
+        chosen = pick_samples(
+            result.labels, result.preds, result.confidence, result.num_classes, self.per_class
+        )
+        flat = [p for right, wrong in chosen.values() for p in (*right, *wrong)]
+        if not flat:
+            return {}
+        device = pl_module.device
+        datamodule = pl_module.trainer.datamodule
+        normalize = getattr(datamodule, "normalize", None) or (lambda x: x.float() / 255)
+        inputs = normalize(result.images[flat].to(device))
+        targets = result.preds[flat].to(device)
+        if resolved is not None:
+            layer_name, layer = resolved
+            method, title = (
+                "gradcam",
+                f"Grad-CAM on {type(net).__name__} layer {layer_name} ({type(layer).__name__})",
+            )
+        else:
+            layer = None
+            method = self.fallback
+            title = (
+                f"{METHOD_TITLES[method]} on the input pixels\n({type(net).__name__} has no conv layer "
+                "for Grad-CAM)"
+            )
+        baseline = normalize(torch.zeros_like(result.images[:1]).to(device))  # an all-black image
+        was_training = net.training
+        net.eval()
+        try:
+            maps = attribution_maps(
+                net, inputs, targets, layer=layer, method=method, baseline=baseline
+            )
+        finally:
+            net.train(was_training)
+        maps = scale_to_unit(maps.float().cpu())
+        by_position = {p: i for i, p in enumerate(flat)}
+        rows = {}
+        for c, (right, wrong) in chosen.items():
+            rows[c] = tuple(
+                [
+                    AttributionSample(
+                        result.images[p],
+                        int(result.labels[p]),
+                        int(result.preds[p]),
+                        float(result.confidence[p]),
+                        maps[by_position[p]],
+                    )
+                    for p in side
+                ]
+                for side in (right, wrong)
+            )
+        self.title = title
+        self.save_figure(
+            plot_attribution_grid(rows, result.class_names, self.per_class, title), "gradcam"
+        )
+        return {}

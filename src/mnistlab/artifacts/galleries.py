@@ -1,13 +1,16 @@
-"""Image galleries: the most confident mistakes, and prediction cards with top-k probabilities."""
+"""Image galleries of the test set: the most confident mistakes, and prediction cards."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
+import lightning as L
 import torch
 
-from mnistlab.viz.figures import (
+from mnistlab.artifacts.evaluation import Predictions, TestSetArtifact
+from mnistlab.artifacts.figures import (
     CORRECT_COLOR,
     WRONG_COLOR,
     CanvasFigure,
@@ -15,6 +18,7 @@ from mnistlab.viz.figures import (
     short_name,
     to_unit_gray,
 )
+from mnistlab.errors import positive_int
 
 #: light bar colors, so dark text on them stays readable
 BAR_TRUE = "#a6dba0"
@@ -160,3 +164,78 @@ def plot_prediction_cards(
         fontsize=9,
     )
     return fig
+
+
+class MisclassifiedGallery(TestSetArtifact):
+    """Writes ``misclassified.png``: up to ``max_images`` mistakes, most confident first,
+    titled true → predicted (confidence).
+
+    Args:
+        dirpath: artifact folder.
+        max_images: how many mistakes to show.
+        columns: images per row.
+    """
+
+    name = "misclassified"
+    caption = "The most confident mistakes, titled true → predicted (confidence)"
+    files = ("misclassified.png",)
+    needs_images = True
+
+    def __init__(self, dirpath: str | Path, max_images: int = 32, columns: int = 8) -> None:
+        super().__init__(dirpath)
+        self.max_images = positive_int(max_images, "callbacks.misclassified.max_images")
+        self.columns = positive_int(columns, "callbacks.misclassified.columns")
+
+    def write(self, result: Predictions, pl_module: L.LightningModule) -> dict[str, float]:
+        positions = most_confident_mistakes(result.probs, result.labels, self.max_images)
+        total_wrong = int((result.preds != result.labels).sum())
+        fig = plot_misclassified(
+            result.images,
+            result.labels,
+            result.probs,
+            positions,
+            result.class_names,
+            total_wrong,
+            self.columns,
+        )
+        self.save_figure(fig, "misclassified")
+        return {}
+
+
+class PredictionCards(TestSetArtifact):
+    """Writes ``prediction_cards.png``: ``num_cards`` test images (the first of each class in
+    turn) with bar charts of their ``top_k`` class probabilities.
+
+    Args:
+        dirpath: artifact folder.
+        num_cards: how many images.
+        top_k: probabilities shown per image.
+        columns: cards per row.
+    """
+
+    name = "prediction_cards"
+    caption = "Test images with bar charts of their top-k class probabilities"
+    files = ("prediction_cards.png",)
+    needs_images = True
+
+    def __init__(
+        self, dirpath: str | Path, num_cards: int = 8, top_k: int = 3, columns: int = 4
+    ) -> None:
+        super().__init__(dirpath)
+        self.num_cards = positive_int(num_cards, "callbacks.prediction_cards.num_cards")
+        self.top_k = positive_int(top_k, "callbacks.prediction_cards.top_k")
+        self.columns = positive_int(columns, "callbacks.prediction_cards.columns")
+
+    def write(self, result: Predictions, pl_module: L.LightningModule) -> dict[str, float]:
+        positions = pick_cards(result.labels, self.num_cards, result.num_classes)
+        fig = plot_prediction_cards(
+            result.images,
+            result.labels,
+            result.probs,
+            positions,
+            result.class_names,
+            self.top_k,
+            self.columns,
+        )
+        self.save_figure(fig, "prediction_cards")
+        return {}

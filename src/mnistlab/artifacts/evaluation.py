@@ -1,7 +1,7 @@
 """Collect the test set's predictions once, gathered across ranks, and hand them to the artifact callbacks.
 
 Every test-set artifact (confusion matrix, ROC, Grad-CAM, ...) is an
-:class:`ArtifactWriter` callback. They need the same logits, so one
+:class:`TestSetArtifact` callback. They need the same logits, so one
 :class:`Evaluation` callback collects them during ``trainer.test``,
 gathers them from all ranks, and on rank zero calls each writer in turn.
 
@@ -21,12 +21,11 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from matplotlib.figure import Figure
 
-from mnistlab.callbacks.logging_images import log_images, log_scalars
+from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.to_loggers import log_scalars
 from mnistlab.errors import ConfigError
-from mnistlab.utils import write_json
-from mnistlab.viz.figures import CanvasFigure, save_figure
+from mnistlab.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -59,25 +58,16 @@ class Predictions:
         return len(self.class_names)
 
 
-def skip_artifacts(trainer: L.Trainer) -> bool:
-    """Artifacts are for real runs: not for the sanity check nor ``fast_dev_run``."""
-    return bool(trainer.sanity_checking or trainer.fast_dev_run)
+class TestSetArtifact(Artifact):
+    """Base of the artifacts drawn from the gathered test predictions.
 
-
-class ArtifactWriter(L.Callback):
-    """Base of the callbacks that turn the gathered test predictions into files.
-
-    Subclasses set ``name`` (their key under ``callbacks``) and implement
-    :meth:`write`; :class:`Evaluation` calls it on rank zero after the test
-    epoch. PNGs saved with :meth:`save_figure` are also sent to W&B/TensorBoard.
+    Subclasses implement :meth:`write`; :class:`Evaluation` calls it on rank zero after
+    the test epoch. PNGs saved with :meth:`save_figure` are also sent to W&B/TensorBoard.
     """
 
-    name: ClassVar[str] = "artifact"
+    kind = "test"
     needs_images: ClassVar[bool] = False
-
-    def __init__(self, dirpath: str | Path) -> None:
-        self.dirpath = Path(dirpath)
-        self.figures: dict[str, Path] = {}
+    __test__ = False  # not a pytest test class, despite its name
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not any(isinstance(cb, Evaluation) for cb in trainer.callbacks):
@@ -90,14 +80,9 @@ class ArtifactWriter(L.Callback):
         """Write this artifact's files; return summary numbers to log (e.g. ``test/ece``)."""
         raise NotImplementedError
 
-    def save_figure(self, fig: Figure | CanvasFigure, stem: str) -> Path:
-        path = save_figure(fig, self.dirpath / f"{stem}.png")
-        self.figures[f"artifacts/{stem}"] = path
-        return path
-
 
 class Evaluation(L.Callback):
-    """Collects test logits/labels, gathers them across ranks and drives the :class:`ArtifactWriter` s.
+    """Collects test logits/labels, gathers them across ranks and drives the :class:`TestSetArtifact` s.
 
     Args:
         dirpath: artifact folder; ``summary.json`` there lists each writer's numbers and seconds.
@@ -108,7 +93,7 @@ class Evaluation(L.Callback):
         self.dirpath = Path(dirpath)
         self.log_to_loggers = log_to_loggers
         #: writers handed over by :func:`attach_writers` (writers on the Trainer are used too)
-        self.writers: list[ArtifactWriter] = []
+        self.writers: list[TestSetArtifact] = []
         self._logits: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
         self._order: torch.Tensor | None = None
@@ -168,7 +153,8 @@ class Evaluation(L.Callback):
 
     # --- hand over --------------------------------------------------------------------------
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if skip_artifacts(trainer) or not self._logits:
+        # every rank takes part in the gather; only rank zero writes (below)
+        if trainer.sanity_checking or trainer.fast_dev_run or not self._logits:
             return
         logits = torch.cat(self._logits)
         labels = torch.cat(self._labels)
@@ -231,8 +217,8 @@ class Evaluation(L.Callback):
     def run_writers(
         self, trainer: L.Trainer, pl_module: L.LightningModule, result: Predictions
     ) -> None:
-        """Call every attached writer and every :class:`ArtifactWriter` callback of ``trainer``."""
-        on_trainer = [cb for cb in trainer.callbacks if isinstance(cb, ArtifactWriter)]
+        """Call every attached writer and every :class:`TestSetArtifact` callback of ``trainer``."""
+        on_trainer = [cb for cb in trainer.callbacks if isinstance(cb, TestSetArtifact)]
         writers = [*self.writers, *(w for w in on_trainer if w not in self.writers)]
         summary: dict[str, Any] = {"test_images": len(result.labels), "seconds": {}}
         scalars: dict[str, float] = {}
@@ -243,6 +229,7 @@ class Evaluation(L.Callback):
                 continue
             t0 = time.perf_counter()
             writer.figures = {}
+            writer.out_dir(trainer)
             try:
                 numbers = writer.write(result, pl_module) or {}
             except Exception as err:  # a broken picture must not cost the trained run its metrics
@@ -254,7 +241,7 @@ class Evaluation(L.Callback):
             summary["seconds"][writer.name] = round(time.perf_counter() - t0, 3)
             scalars.update(numbers)
             if self.log_to_loggers:
-                log_images(trainer, writer.figures)
+                writer.send_figures(trainer)
         summary.update(scalars)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         write_json(self.dirpath / "summary.json", summary)
@@ -278,5 +265,5 @@ def attach_writers(callbacks: list[L.Callback]) -> list[L.Callback]:
     collector = next((cb for cb in callbacks if isinstance(cb, Evaluation)), None)
     if collector is None:
         return list(callbacks)
-    collector.writers.extend(cb for cb in callbacks if isinstance(cb, ArtifactWriter))
-    return [cb for cb in callbacks if not isinstance(cb, ArtifactWriter)]
+    collector.writers.extend(cb for cb in callbacks if isinstance(cb, TestSetArtifact))
+    return [cb for cb in callbacks if not isinstance(cb, TestSetArtifact)]

@@ -1,13 +1,18 @@
-"""Calibration: does a 90 %-confident prediction come true 90 % of the time?"""
+"""Calibration of the test set's confidences: reliability diagram and expected calibration error."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightning as L
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from mnistlab.viz.figures import new_figure
+from mnistlab.artifacts.evaluation import Predictions, TestSetArtifact
+from mnistlab.artifacts.figures import new_figure
+from mnistlab.errors import positive_int
 
 
 def calibration_errors(
@@ -121,3 +126,28 @@ def plot_reliability(bins: list[dict], errors: dict[str, float]) -> Figure:
     bottom.set_ylabel("images")
     bottom.grid(alpha=0.3)
     return fig
+
+
+class CalibrationArtifact(TestSetArtifact):
+    """Writes ``calibration.png`` and ``calibration.json`` (ECE, MCE, per-bin confidence and
+    accuracy); logs ``test/ece``.
+
+    Args:
+        dirpath: artifact folder.
+        n_bins: equal-width confidence bins of the ECE and the diagram.
+    """
+
+    name = "calibration"
+    caption = "Reliability diagram: does a 90%-confident prediction come true 90% of the time? ECE and MCE"
+    files = ("calibration.png", "calibration.json")
+
+    def __init__(self, dirpath: str | Path, n_bins: int = 15) -> None:
+        super().__init__(dirpath)
+        self.n_bins = positive_int(n_bins, "callbacks.calibration.n_bins", hint=" (e.g. 15)")
+
+    def write(self, result: Predictions, pl_module: L.LightningModule) -> dict[str, float]:
+        errors = calibration_errors(result.probs, result.labels, self.n_bins)
+        bins = reliability_bins(result.probs, result.labels, self.n_bins)
+        self.write_json("calibration.json", {**errors, "bins": bins})
+        self.save_figure(plot_reliability(bins, errors), "calibration")
+        return {"test/ece": errors["ece"], "test/mce": errors["mce"]}
