@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mnistlab.classifier_module import ClassifierModule
-from mnistlab.run import build
+from mnistlab.factory import build, build_scheduler_factory
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 OPTIMIZERS = sorted(p.stem for p in (CONF / "optimizer").glob("*.yaml"))
@@ -153,7 +153,7 @@ def test_every_full_combination_takes_a_step(model: str) -> None:
         for o in OPTIMIZERS
         for r in REGULARIZATIONS
     }
-    schedulers = {s: _composed(f"scheduler={s}").scheduler for s in SCHEDULERS}
+    schedulers = {s: build_scheduler_factory(_composed(f"scheduler={s}")) for s in SCHEDULERS}
     for regularization in REGULARIZATIONS:
         cfg = _composed(
             f"model={model}", f"regularization={regularization}", *PRODUCT_OVERRIDES.get(model, [])
@@ -164,9 +164,11 @@ def test_every_full_combination_takes_a_step(model: str) -> None:
             sched = schedulers[scheduler]
             module.net.load_state_dict(pristine)
             module.optimizer_factory = optimizers[(optimizer, regularization)]
-            module.scheduler_factory = instantiate(sched.scheduler) if sched.scheduler else None
-            module.hparams.scheduler_interval = sched.interval
-            module.hparams.scheduler_monitor = sched.monitor
+            (
+                module.scheduler_factory,
+                module.hparams.scheduler_interval,
+                module.hparams.scheduler_monitor,
+            ) = sched
             try:
                 _one_step(module)
             except Exception as err:  # name the failing combination
@@ -213,7 +215,8 @@ def test_schedulers_fill_in_the_run_length() -> None:
 
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=1.0)
-    cosine = instantiate(compose_config(["scheduler=cosine"]).scheduler.scheduler)
+    cosine, interval, _ = build_scheduler_factory(compose_config(["scheduler=cosine"]))
+    assert interval == "step"
     sched = build_scheduler(cosine, opt, total_steps=10, total_epochs=2, interval="step")
     assert sched.T_max == 10
     lrs = []
@@ -242,8 +245,5 @@ def test_warmup_cosine_shape() -> None:
 
 def test_epoch_schedules_scale_with_max_epochs() -> None:
     cfg = compose_config(["scheduler=multistep", "trainer.max_epochs=20"])
-    assert list(cfg.scheduler.scheduler.milestones) == [10, 15]
-    assert (
-        compose_config(["scheduler=step", "trainer.max_epochs=30"]).scheduler.scheduler.step_size
-        == 10
-    )
+    assert list(cfg.scheduler.milestones) == [10, 15]
+    assert compose_config(["scheduler=step", "trainer.max_epochs=30"]).scheduler.step_size == 10

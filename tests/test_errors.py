@@ -13,7 +13,7 @@ from conftest import REPO, requires_data
 
 from mnistlab.data.datamodule import DATASETS, load_split
 from mnistlab.errors import ConfigError, DataError
-from mnistlab.run import build
+from mnistlab.factory import build
 
 
 def run_train(

@@ -14,7 +14,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from mnistlab.config import cpu_share, validate
-from mnistlab.run import build
+from mnistlab.factory import build
 
 STUDIES = {
     "baseline": 3,

@@ -15,8 +15,8 @@ from mnistlab.classifier_module import ClassifierModule
 from mnistlab.data import InMemoryBatches, RandomAffine, RandomErasing, RandomHorizontalFlip
 from mnistlab.data.augment import BatchAugmentation, ElasticDistortion
 from mnistlab.errors import ConfigError
+from mnistlab.factory import build
 from mnistlab.models import MLP
-from mnistlab.run import build
 
 
 def _indices(batches: InMemoryBatches) -> list[int]:
@@ -160,7 +160,7 @@ def test_bad_divergence_interval_is_one_clear_error():
 
 
 def test_tta_flip_is_refused_for_mnist_before_any_data_is_loaded(make_config, tmp_path):
-    from mnistlab.run import build
+    from mnistlab.factory import build
 
     cfg = make_config("module.tta_flip=true", f"data.root={tmp_path}", "data.download=false")
     with pytest.raises(

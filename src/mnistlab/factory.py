@@ -46,6 +46,23 @@ def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
     return instantiate(cfg.data, augmentation=BatchAugmentation(list(transforms)), _convert_="all")
 
 
+#: keys of conf/scheduler/*.yaml that mnistlab reads itself; the rest go to the scheduler
+SCHEDULER_KEYS = ("interval", "monitor")
+
+
+def build_scheduler_factory(cfg: DictConfig) -> tuple[Any, str, str | None]:
+    """(partial scheduler or None, interval, monitor) from ``cfg.scheduler``.
+
+    ``scheduler.interval`` (``step`` or ``epoch``) and ``scheduler.monitor`` sit beside the
+    scheduler's own arguments, so a user writes ``scheduler.warmup_fraction=0.1``.
+    """
+    section = OmegaConf.to_container(cfg.get("scheduler") or {}, resolve=True)
+    interval = section.pop("interval", "step")
+    monitor = section.pop("monitor", None)
+    scheduler = instantiate(section, _convert_="all") if section.get("_target_") else None
+    return scheduler, interval, monitor
+
+
 def build_module(cfg: DictConfig, datamodule: MNISTDataModule) -> ClassifierModule:
     """Network + objective + optimizer + schedule, sized for ``datamodule``'s data set."""
     net = instantiate(
@@ -54,14 +71,13 @@ def build_module(cfg: DictConfig, datamodule: MNISTDataModule) -> ClassifierModu
         input_shape=datamodule.input_shape,
         _convert_="all",
     )
-    scheduler_cfg = cfg.get("scheduler") or {}
-    scheduler = scheduler_cfg.get("scheduler")
+    scheduler, interval, monitor = build_scheduler_factory(cfg)
     module = ClassifierModule(
         net=net,
         optimizer=instantiate(cfg.optimizer, _convert_="all"),
-        scheduler=instantiate(scheduler, _convert_="all") if scheduler else None,
-        scheduler_interval=scheduler_cfg.get("interval", "step"),
-        scheduler_monitor=scheduler_cfg.get("monitor"),
+        scheduler=scheduler,
+        scheduler_interval=interval,
+        scheduler_monitor=monitor,
         class_names=datamodule.class_names,
         **OmegaConf.to_container(cfg.get("module", {}), resolve=True),
     )

@@ -46,9 +46,7 @@ def warmup_cosine(
 ) -> LambdaLR:
     """Linear warm-up from 0 over ``warmup_fraction`` of the steps, then cosine decay to ``min_lr_ratio``."""
     if not 0.0 <= warmup_fraction < 1.0:
-        raise ConfigError(
-            f"scheduler.scheduler.warmup_fraction={warmup_fraction} must be in [0, 1)"
-        )
+        raise ConfigError(f"scheduler.warmup_fraction={warmup_fraction} must be in [0, 1)")
     warmup = max(1, int(round(warmup_fraction * total_steps))) if warmup_fraction > 0 else 0
 
     def factor(step: int) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.base import Diagnostic
 from mnistlab.artifacts.figures import depth_colors, grid_figure, save_figure
 from mnistlab.artifacts.layers import (
     SPLITS,
@@ -110,7 +110,7 @@ def activation_statistics(
     return found
 
 
-class ActivationStats(Artifact):
+class ActivationStats(Diagnostic):
     """Measures :func:`activation_statistics` on fixed validation images, before training and every few epochs.
 
     Writes ``activation_stats.csv`` (epoch, layer, kind, units, dead_fraction,
@@ -124,8 +124,6 @@ class ActivationStats(Artifact):
     caption = (
         "Dead ReLU and saturated tanh/sigmoid units per layer over epochs, activation histograms"
     )
-    kind = "diagnostic"
-    subdir = "diagnostics"
     files = (
         "activation_stats.png",
         "activation_hist.png",

@@ -95,3 +95,14 @@ class Artifact(L.Callback):
 
         if self.log_to_loggers and self.figures:
             log_images(trainer, self.figures)
+
+
+class Diagnostic(Artifact):
+    """Base of the probes inside the network while it trains (``callbacks=diagnostics``).
+
+    They use Lightning's hooks (``on_after_backward`` for gradients, ``on_train_epoch_end``
+    for activations, ...) and write into ``<run dir>/artifacts/diagnostics``.
+    """
+
+    kind = "diagnostic"
+    subdir = "diagnostics"

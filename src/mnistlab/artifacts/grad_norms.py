@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.base import Diagnostic
 from mnistlab.artifacts.figures import depth_colors, grid_figure, save_figure
 from mnistlab.artifacts.layers import (
     layer_label,
@@ -35,7 +35,7 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     return {name: norm for (name, _), norm in zip(layers, norms, strict=True)}
 
 
-class GradientNorms(Artifact):
+class GradientNorms(Diagnostic):
     """Records :func:`layer_grad_norms` every ``every_n_steps`` optimizer steps.
 
     Writes ``grad_norms.csv`` (step, epoch, one column per layer), ``grad_norms.json``
@@ -45,8 +45,6 @@ class GradientNorms(Artifact):
 
     name = "grad_norms"
     caption = "Weight-gradient norm per layer over training: vanishing and exploding gradients"
-    kind = "diagnostic"
-    subdir = "diagnostics"
     files = ("grad_norms.png", "grad_norms.csv", "grad_norms.json")
 
     def __init__(self, every_n_steps: int = 10, dirpath: str | None = None) -> None:

@@ -10,7 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.base import Diagnostic
 from mnistlab.artifacts.figures import grid_figure, save_figure
 from mnistlab.artifacts.layers import (
     probe_images,
@@ -46,7 +46,7 @@ def measure_latency(
     return np.asarray(times)
 
 
-class InferenceLatency(Artifact):
+class InferenceLatency(Diagnostic):
     """After training, times the module's forward pass (eval mode) on test images of each batch size.
 
     Writes ``latency.json`` (per batch size: mean and std in ms per batch and per
@@ -56,8 +56,6 @@ class InferenceLatency(Artifact):
 
     name = "latency"
     caption = "Inference latency per batch and per sample for a few batch sizes"
-    kind = "diagnostic"
-    subdir = "diagnostics"
     files = ("latency.png", "latency.json")
 
     def __init__(

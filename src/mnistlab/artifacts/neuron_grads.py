@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.base import Diagnostic
 from mnistlab.artifacts.figures import grid_figure, save_figure
 from mnistlab.artifacts.layers import (
     layer_label,
@@ -37,7 +37,7 @@ def relative_spread(values: np.ndarray) -> float:
     return float((values.max() - values.min()) / mean) if mean > 0 else 0.0
 
 
-class NeuronGradientTrace(Artifact):
+class NeuronGradientTrace(Diagnostic):
     """Gradient norm of each of the first ``max_units`` units of the hidden layers, step by step.
 
     Traces the first ``num_steps`` optimizer steps of the first ``max_layers`` hidden
@@ -49,8 +49,6 @@ class NeuronGradientTrace(Artifact):
 
     name = "neuron_grads"
     caption = "Per-unit gradient traces over the first steps: the symmetry of zero init"
-    kind = "diagnostic"
-    subdir = "diagnostics"
     files = ("neuron_grads.png", "neuron_grads.csv", "neuron_grads.json")
 
     def __init__(

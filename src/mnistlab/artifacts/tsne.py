@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
-from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.base import Diagnostic
 from mnistlab.artifacts.figures import grid_figure, save_figure
 from mnistlab.artifacts.layers import (
     SPLITS,
@@ -62,7 +62,7 @@ def embed_features(
     return tsne.fit_transform(features), float(tsne.kl_divergence_)
 
 
-class FeatureTSNE(Artifact):
+class FeatureTSNE(Diagnostic):
     """At the end of training, embeds ``num_samples`` images of ``split`` with t-SNE.
 
     Writes ``tsne.csv`` (x, y, label, class), ``tsne.json`` (perplexity, KL divergence,
@@ -71,8 +71,6 @@ class FeatureTSNE(Artifact):
 
     name = "tsne"
     caption = "t-SNE of the penultimate features, coloured by class"
-    kind = "diagnostic"
-    subdir = "diagnostics"
     files = ("tsne.png", "tsne.csv", "tsne.json")
 
     def __init__(

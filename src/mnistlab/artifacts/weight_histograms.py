@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab.artifacts.base import Artifact
+from mnistlab.artifacts.base import Diagnostic
 from mnistlab.artifacts.figures import grid_figure, save_figure
 from mnistlab.artifacts.layers import (
     layer_label,
@@ -50,7 +50,7 @@ def _sample(w: torch.Tensor, generator: torch.Generator) -> np.ndarray:
     return flat.numpy()
 
 
-class WeightHistograms(Artifact):
+class WeightHistograms(Diagnostic):
     """Snapshots every layer's weights at the start, every ``every_n_epochs`` epochs (0: never) and the end.
 
     Writes ``weight_stats.csv`` (snapshot, epoch, layer and :func:`weight_statistics`)
@@ -59,8 +59,6 @@ class WeightHistograms(Artifact):
 
     name = "weight_histograms"
     caption = "Weight histograms and statistics per layer, at init and as training goes"
-    kind = "diagnostic"
-    subdir = "diagnostics"
     files = ("weight_hist.png", "weight_stats.csv")
 
     def __init__(self, every_n_epochs: int = 0, dirpath: str | None = None) -> None:
