@@ -23,6 +23,7 @@ STUDIES = {
     "activation": 15,
     "skip": 12,
     "optimizers": 21,
+    "optimizers_tuned": 21,
     "lr": 21,
     "schedules": 12,
     "batch_size": 15,

@@ -213,7 +213,7 @@ def embedded_images(html_path: Path) -> _Images:
 def test_html_is_self_contained(synthetic_sweep):
     paths = build_report(synthetic_sweep)
     parsed = embedded_images(paths["html"])
-    assert len(parsed.sources) == 7 and parsed.tables == 2  # ranking + failures
+    assert len(parsed.sources) == 7 and parsed.tables == 3  # best-vs-others + ranking + failures
     assert all(s.startswith("data:image/png;base64,iVBOR") for s in parsed.sources)
 
 

@@ -48,7 +48,7 @@ ACTIVATIONS: dict[str, Activation] = {
 
 POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
-INITS = ("default", "zeros", "normal", "xavier", "kaiming")
+INITS = ("default", "zeros", "normal", "xavier", "xavier_gain", "kaiming")
 
 
 def make_activation(name: str) -> nn.Module:
@@ -83,7 +83,9 @@ def init_weights(model: nn.Module, init: str, activation: str = "relu", std: flo
 
     ``default`` keeps PyTorch's own initialization; ``zeros`` makes all units of a
     layer identical (the symmetry problem); ``normal`` draws N(0, std^2);
-    ``xavier`` and ``kaiming`` use the gain of ``activation``.
+    ``xavier`` is standard Glorot uniform (gain 1, as in Glorot & Bengio 2010);
+    ``xavier_gain`` multiplies it by the gain of ``activation`` (sqrt 2 for ReLU, which
+    makes it nearly Kaiming); ``kaiming`` uses the gain of ``activation``.
     """
     check_init(init)
     if init == "default":
@@ -99,6 +101,8 @@ def init_weights(model: nn.Module, init: str, activation: str = "relu", std: flo
         elif init == "normal":
             nn.init.normal_(weight, 0.0, std)
         elif init == "xavier":
+            nn.init.xavier_uniform_(weight, gain=1.0)
+        elif init == "xavier_gain":
             nn.init.xavier_uniform_(weight, gain=gain)
         elif init == "kaiming":
             if nonlinearity in ("relu", "leaky_relu"):

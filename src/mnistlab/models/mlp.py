@@ -34,7 +34,7 @@ def dense_block(
 class MLP(Classifier):
     """A multilayer perceptron with one hidden layer per entry of ``hidden_sizes``.
 
-    ``init`` is one of default, zeros, normal (N(0, init_std^2)), xavier, kaiming.
+    ``init`` is one of default, zeros, normal (N(0, init_std^2)), xavier (Glorot, gain 1), xavier_gain (Glorot x the activation's gain), kaiming.
     """
 
     def __init__(

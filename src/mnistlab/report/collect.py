@@ -31,6 +31,7 @@ class Job:
     metrics: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     per_class_f1: dict[str, float] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seed(self) -> str | None:
@@ -40,6 +41,15 @@ class Job:
     def ok(self) -> bool:
         """Finished training (diverged runs included: their metrics are a real outcome)."""
         return self.status in ("ok", "diverged")
+
+    def setting(self, key: str) -> Any:
+        """A value of the composed config by dotted key (``optimizer.lr``); None when absent."""
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
 
     def metric(self, name: str) -> float:
         value = self.metrics.get(name)
@@ -107,6 +117,45 @@ def read_per_class_f1(run_dir: Path) -> dict[str, float] | None:
     return None
 
 
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}`` (lists stay leaves)."""
+    if not isinstance(config, dict):
+        return {prefix: config} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The composed config Hydra saved (``.hydra/config.yaml``); {} when absent or unreadable."""
+    file = path / ".hydra" / "config.yaml"
+    try:
+        loaded = yaml.safe_load(file.read_text()) if file.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return {}
+    return _resolved(loaded) if isinstance(loaded, dict) else {}
+
+
+def _resolved(raw: dict[str, Any]) -> dict[str, Any]:
+    """Resolve ``${...}`` interpolations leaf by leaf (Hydra saves them unresolved); a leaf that
+    needs a resolver not registered here (``${now:...}``) keeps its text."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(raw)
+
+    def walk(node: Any, prefix: str) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, f"{prefix}.{k}" if prefix else str(k)) for k, v in node.items()}
+        if isinstance(node, str) and "${" in node:
+            value = OmegaConf.select(cfg, prefix, throw_on_resolution_failure=False)
+            if value is not None:
+                return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        return node
+
+    return walk(raw, "")
+
+
 def _job_number(path: Path, fallback: int) -> int:
     match = re.match(r"(\d+)", path.name)
     return int(match.group(1)) if match else fallback
@@ -135,6 +184,7 @@ def read_job(path: Path, fallback_num: int = 0) -> Job:
         metrics=metrics,
         history=read_history(path / "history.csv"),
         per_class_f1=read_per_class_f1(path),
+        config=read_config(path),
     )
 
 

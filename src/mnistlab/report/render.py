@@ -13,7 +13,17 @@ from matplotlib.figure import Figure
 
 from mnistlab.artifacts.figures import save_figure
 from mnistlab.report import figures
-from mnistlab.report.stats import METRICS, Analysis, Stat, higher_is_better
+from mnistlab.report.stats import (
+    METRICS,
+    Analysis,
+    Comparison,
+    Stat,
+    compare_to_best,
+    comparison_sentence,
+    higher_is_better,
+    short_label,
+)
+from mnistlab.report.study import Study, answer_objectives, build_study, objective
 
 FIGURE_DIR = "report_files"
 IMPORTANCE_CAPTIONS = {
@@ -64,21 +74,29 @@ def write_summary_csv(analysis: Analysis, path: Path) -> None:
         "group",
         "seed",
         *analysis.varying,
+        *analysis.settings,
         *metric_cols,
+        *COMPARISON_COLUMNS,
         "error",
         "overrides",
         "dir",
     ]
+    versus = {id(c.other): c for c in compare_to_best(analysis)}
+    group_of = {id(j): g for g in analysis.groups for j in g.jobs}
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for job in analysis.jobs:
+            group = group_of.get(id(job))
+            comparison = versus.get(id(group)) if group is not None else None
             row = {
                 "job": job.num,
                 "status": job.status,
                 "group": labels.get(id(job), ""),
                 "seed": job.seed or "",
                 **{k: job.overrides.get(k, "") for k in analysis.varying},
+                **{k: _csv_value(job.setting(k)) for k in analysis.settings},
+                **_comparison_cells(comparison),
                 **{
                     m: job.metrics.get(m, "") if job.metrics.get(m) is not None else ""
                     for m in metric_cols
@@ -88,6 +106,63 @@ def write_summary_csv(analysis: Analysis, path: Path) -> None:
                 "dir": job.path.name,
             }
             writer.writerow(row)
+
+
+COMPARISON_COLUMNS = (
+    "vs_best_diff",
+    "vs_best_ci95_low",
+    "vs_best_ci95_high",
+    "vs_best_welch_t",
+    "vs_best_welch_df",
+    "vs_best_p",
+    "vs_best_verdict",
+)
+
+
+def _csv_value(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _comparison_cells(c: Comparison | None) -> dict[str, object]:
+    """The job's group against the best group (empty for the best group itself)."""
+    if c is None:
+        return {}
+    verdict = "untested" if not c.testable else "seed noise" if c.within_noise else "worse"
+    return dict(
+        zip(
+            COMPARISON_COLUMNS,
+            (c.diff, c.ci[0], c.ci[1], c.t, c.df, c.p, verdict),
+            strict=True,
+        )
+    )
+
+
+def comparison_rows(comparisons: list[Comparison]) -> tuple[list[str], list[list[str]]]:
+    """Table of the best group against each other one (difference, 95% CI, Welch's t, p)."""
+    header = ["best", "other", "difference", "95% CI", "Welch's t", "df", "p", "seeds", "verdict"]
+    rows = []
+    for c in comparisons:
+        scale = 100.0 if _is_percent(c.metric) else 1.0
+        unit = " pts" if scale == 100 else ""
+
+        def fmt(v: float, scale: float = scale) -> str:
+            return f"{v * scale:.2f}" if scale == 100 else f"{v:.4g}"
+
+        tested = c.testable
+        rows.append(
+            [
+                short_label(c.best),
+                short_label(c.other),
+                fmt(c.diff) + unit,
+                f"[{fmt(c.ci[0])}, {fmt(c.ci[1])}]" if tested else "—",
+                f"{c.t:.2f}" if tested else "—",
+                f"{c.df:.1f}" if tested else "—",
+                f"{c.p:.2g}" if tested else "—",
+                f"{c.n_best} vs {c.n_other}",
+                "untested" if not tested else "inside seed noise" if c.within_noise else "real",
+            ]
+        )
+    return header, rows
 
 
 def _table_columns(analysis: Analysis) -> list[str]:
@@ -110,11 +185,20 @@ def _table_columns(analysis: Analysis) -> list[str]:
 def group_table(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the ranked group table (rank, configuration, n seeds, metrics, failures)."""
     cols = _table_columns(analysis)
+    mixed = len({objective(g) for g in analysis.groups}) > 1
     header = [
         "rank",
         "configuration",
         "n seeds",
-        *[f"{c} (%)" if _is_percent(c) else c for c in cols],
+        *analysis.settings,
+        *[
+            f"{c} (%)"
+            if _is_percent(c)
+            else f"{c} (own objective: not comparable)"
+            if mixed and "loss" in c
+            else c
+            for c in cols
+        ],
         "failed",
     ]
     rows = []
@@ -126,6 +210,7 @@ def group_table(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
                 str(g.rank) if g.rank else "—",
                 g.label,
                 str(len(g.finished)),
+                *[analysis.setting(g, k) for k in analysis.settings],
                 *[fmt_stat(g.stats.get(c), c) for c in cols],
                 failed + (f" ({diverged} diverged)" if diverged else ""),
             ]
@@ -152,6 +237,16 @@ def make_figures(analysis: Analysis) -> tuple[list[tuple[str, str, Figure]], lis
     metric = analysis.metric
     made: list[tuple[str, str, Figure]] = []
     notes: list[str] = []
+    # losses of different objectives (module.loss=ce vs mse) are never drawn on one axis
+    mixed = len({objective(g) for g in analysis.groups}) > 1
+    val_keys = ("val/acc",) if mixed else ("val/acc", "val/loss")
+    gap_keys = ("acc",) if mixed else ("acc", "loss")
+    if mixed:
+        notes.append(
+            "The groups train different objectives (module.loss): their losses are not on one "
+            "scale, so loss curves are drawn per objective (val_loss_by_objective) and the "
+            "curves and gap below compare accuracy only."
+        )
     specs = [
         (
             "metric_bars",
@@ -162,7 +257,7 @@ def make_figures(analysis: Analysis) -> tuple[list[tuple[str, str, Figure]], lis
             "val_curves",
             "Validation curves per group: mean over seeds, band = ± std.",
             lambda: figures.curve_overlay(
-                analysis, ("val/acc", "val/loss"), ("val/acc per epoch", "val/loss per epoch")
+                analysis, val_keys, ("val/acc per epoch", "val/loss per epoch")
             ),
         ),
         (
@@ -171,7 +266,7 @@ def make_figures(analysis: Analysis) -> tuple[list[tuple[str, str, Figure]], lis
             "average over each epoch, with dropout and augmentation on). Above 0 = better on the training data than on validation (over-fitting).",
             lambda: figures.curve_overlay(
                 analysis,
-                ("acc", "loss"),
+                gap_keys,
                 ("train/acc - val/acc", "val/loss - train/loss"),
                 gap=True,
             ),
@@ -192,6 +287,19 @@ def make_figures(analysis: Analysis) -> tuple[list[tuple[str, str, Figure]], lis
             lambda: figures.accuracy_vs_time(analysis),
         ),
     ]
+    if mixed:
+        specs.insert(
+            2,
+            (
+                "val_loss_by_objective",
+                "val/acc of every group on one axis; each objective's val/loss in its own panel.",
+                lambda: next(
+                    f
+                    for stem, _, f in answer_objectives(analysis, {}).figures
+                    if stem == "study_objectives"
+                ),
+            ),
+        )
     for stem, caption, build in specs:
         fig = build()
         if fig is None:
@@ -242,6 +350,83 @@ figcaption{font-size:.85em;color:#555;max-width:900px}
 """
 
 
+TEST_NAME = (
+    "Welch's t-test (unequal variances, two-sided, scipy.stats.ttest_ind(equal_var=False)); "
+    "95% CI of the difference from the t distribution with Welch–Satterthwaite degrees of "
+    "freedom. p >= 0.05 or a CI covering 0 is called inside the seed noise."
+)
+
+
+def _study_md(study: Study, images: list[tuple[str, str, bytes]]) -> list[str]:
+    """The study's question, answer sentences, figures and tables (first section of report.md)."""
+    md = [f"## Study: {study.name}", ""]
+    if study.question:
+        md += [f"**Question.** {study.question}", ""]
+    if study.answer.sentences:
+        md += ["**Answer (from the data).**", "", *[f"- {s}" for s in study.answer.sentences], ""]
+    for stem, caption, _ in images:
+        md += [f"![{stem}]({FIGURE_DIR}/{stem}.png)", "", f"_{caption}_", ""]
+    for title, (header, rows) in study.answer.tables:
+        md += [f"**{title}**", "", _md_table(header, rows), ""]
+    md += [f"- _{n}_" for n in study.answer.notes]
+    return md + ([""] if study.answer.notes else [])
+
+
+def _study_html(study: Study, images: list[tuple[str, str, bytes]]) -> list[str]:
+    body = [f'<section id="study"><h2>Study: {html.escape(study.name)}</h2>']
+    if study.question:
+        body.append(f"<p><b>Question.</b> {html.escape(study.question)}</p>")
+    if study.answer.sentences:
+        body.append(
+            '<p><b>Answer (from the data).</b></p><ul class="answer">'
+            + "".join(f"<li>{html.escape(s)}</li>" for s in study.answer.sentences)
+            + "</ul>"
+        )
+    body += [_html_figure(stem, caption, data) for stem, caption, data in images]
+    for title, (header, rows) in study.answer.tables:
+        body += [f"<p><b>{html.escape(title)}</b></p>", _html_table(header, rows)]
+    body += [f'<p class="note">{html.escape(n)}</p>' for n in study.answer.notes]
+    return [*body, "</section>"]
+
+
+def _comparison_md(
+    analysis: Analysis, sentences: list[str], header: list[str], rows: list[list[str]]
+) -> list[str]:
+    if not rows:
+        return []
+    return [
+        f"## Best configuration vs each other ({analysis.metric})",
+        "",
+        *[f"- {s}" for s in sentences],
+        "",
+        _md_table(header, rows),
+        "",
+        f"_{TEST_NAME}_",
+        "",
+    ]
+
+
+def _comparison_html(
+    analysis: Analysis, sentences: list[str], header: list[str], rows: list[list[str]]
+) -> list[str]:
+    if not rows:
+        return []
+    return [
+        f"<h2>Best configuration vs each other ({html.escape(analysis.metric)})</h2>",
+        "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>",
+        _html_table(header, rows),
+        f'<p class="note">{html.escape(TEST_NAME)}</p>',
+    ]
+
+
+def _html_figure(stem: str, caption: str, data: bytes) -> str:
+    b64 = base64.b64encode(data).decode("ascii")
+    return (
+        f'<figure id="{stem}"><img alt="{stem}" src="data:image/png;base64,{b64}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
 def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path]:
     """Write every report file into ``out_dir``; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -257,6 +442,17 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
     images = []
     for stem, caption, fig in made:
         images.append((stem, caption, save_figure(fig, fig_dir / f"{stem}.png").read_bytes()))
+
+    study = build_study(analysis)
+    study_images = []
+    if study is not None:
+        for stem, caption, fig in study.answer.figures:
+            study_images.append(
+                (stem, caption, save_figure(fig, fig_dir / f"{stem}.png").read_bytes())
+            )
+    comparisons = compare_to_best(analysis)
+    compare_header, compare_rows = comparison_rows(comparisons)
+    sentences = [comparison_sentence(c) for c in comparisons]
 
     n_ok = sum(j.ok for j in analysis.jobs)
     n_failed = len(analysis.jobs) - n_ok
@@ -285,6 +481,8 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
         "",
         *[f"- {f}" for f in facts],
         "",
+        *(_study_md(study, study_images) if study else []),
+        *_comparison_md(analysis, sentences, compare_header, compare_rows),
         "## Ranking",
         "",
         _md_table(header, rows),
@@ -303,18 +501,15 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
         f"<h1>{html.escape(title)}</h1>",
         f"<p><small>generated {stamp}</small></p>",
         "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>",
+        *(_study_html(study, study_images) if study else []),
+        *_comparison_html(analysis, sentences, compare_header, compare_rows),
         "<h2>Ranking</h2>",
         _html_table(header, rows),
     ]
     if failures:
         body += ["<h2>Failed jobs</h2>", _html_table(fail_header, failures, "failed")]
     body.append("<h2>Figures</h2>")
-    for stem, caption, data in images:
-        b64 = base64.b64encode(data).decode("ascii")
-        body.append(
-            f'<figure id="{stem}"><img alt="{stem}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
+    body += [_html_figure(stem, caption, data) for stem, caption, data in images]
     body += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
     body.append("<p>Per-job rows: <code>summary.csv</code> next to this file.</p>")
     page = (
