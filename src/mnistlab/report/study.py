@@ -357,7 +357,7 @@ def answer_dead_units(analysis: Analysis, spec: dict[str, Any]) -> Answer:
         ax.set_ylim(0, 100)
         ax.set_xticks(range(1, depth + 1))
         ax.set_xlabel("activation layer (1 = input side)")
-        ax.set_ylabel("% of units dead (ReLU-like) / saturated (tanh, sigmoid)")
+        ax.set_ylabel("% units dead (ReLU) / saturated (tanh, sigm.)")
         ax.set_title(PHASE_TITLES[phase], fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
