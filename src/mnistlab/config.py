@@ -83,6 +83,9 @@ def validate(cfg: DictConfig) -> None:
     wd = OmegaConf.select(cfg, "optimizer.weight_decay", default=0.0)
     if not isinstance(wd, Number) or wd < 0:
         raise ConfigError(f"optimizer.weight_decay={wd} must be >= 0")
+    from mnistlab.scratch.lab import check_trainer_for_model
+
+    check_trainer_for_model(cfg)  # hand-written backprop: before Lightning refuses mid-start
     metric = cfg.get("optimized_metric")
     if metric and not re.fullmatch(r"(train|val|test)/\w+", str(metric)):
         raise ConfigError(

@@ -20,6 +20,7 @@ from torchmetrics.classification import (
 
 from mnistlab.errors import ConfigError
 from mnistlab.optim import build_scheduler, parameter_groups
+from mnistlab.scratch import lab as scratch
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,11 @@ class ClassifierModule(L.LightningModule):
         )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # a net with hand-written backprop (mnistlab.scratch) trains by manual optimization
+        self.automatic_optimization = not scratch.computes_own_gradients(net)
+        if not self.automatic_optimization:
+            scratch.check_module_options(l1=l1, compile=compile)
+            self.optimizer_factory = scratch.hand_written_optimizer(optimizer)
         has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
         self.channels_last = has_conv if channels_last == "auto" else bool(channels_last)
         if self.channels_last:
@@ -177,10 +183,16 @@ class ClassifierModule(L.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor | None:
         images, labels = batch
-        logits = self(images)
-        loss = self.criterion(logits, labels)
-        if self.hparams.l1:
-            loss = loss + self.hparams.l1 * self.l1_penalty()
+        if self.automatic_optimization:
+            logits = self(images)
+            loss = self.criterion(logits, labels)
+            if self.hparams.l1:
+                loss = loss + self.hparams.l1 * self.l1_penalty()
+        else:  # forward, loss and backward by hand (mnistlab.scratch); fills each param.grad
+            loss, logits = self.net.loss_and_gradients(
+                images, labels, self.hparams.loss, self.hparams.label_smoothing
+            )
+            scratch.after_hand_backward(self)
         every = self.divergence_check_interval
         if every == 1 and not torch.isfinite(loss).item():
             self._stop_diverged(loss)
@@ -193,6 +205,9 @@ class ClassifierModule(L.LightningModule):
                 self._stop_diverged(
                     self._train_loss_sum / self._train_count
                 )  # the non-finite running mean
+        if not self.automatic_optimization:
+            self.optimizers().step()
+            scratch.step_schedulers(self, "step")
         return loss
 
     def _accumulate_train(
@@ -297,6 +312,8 @@ class ClassifierModule(L.LightningModule):
         loss = values.get("train/loss")
         if self.diverged is None and loss is not None and not torch.isfinite(loss):
             self._stop_diverged(loss)
+        if not self.automatic_optimization:
+            scratch.step_schedulers(self, "epoch")
 
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch("val")

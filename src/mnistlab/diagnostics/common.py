@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from mnistlab.models.common import ScaledTanh
+from mnistlab.scratch.network import Activation as HandActivation
+from mnistlab.scratch.network import Dense as HandDense
 
 #: activation module type -> kind; the kind decides which statistic applies
 ACTIVATION_KINDS: dict[type[nn.Module], str] = {
@@ -52,7 +54,9 @@ def skip(trainer: L.Trainer) -> bool:
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Linear and conv layers in forward-definition order (the head last for mnistlab models)."""
     return [
-        (n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, HandDense))
     ]
 
 
@@ -61,6 +65,8 @@ def activation_layers(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
     found = []
     for name, module in model.named_modules():
         kind = ACTIVATION_KINDS.get(type(module))
+        if isinstance(module, HandActivation) and module.kind != "identity":
+            kind = module.kind  # mnistlab.scratch: the kind is a setting, not a module type
         if kind is not None:
             found.append((name, module, kind))
     return found
@@ -68,7 +74,7 @@ def activation_layers(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
 
 def layer_label(name: str, module: nn.Module) -> str:
     """``body.1.0 (784->256)``: the module path plus its shape, for legends."""
-    if isinstance(module, nn.Linear):
+    if isinstance(module, (nn.Linear, HandDense)):
         return f"{name} ({module.in_features}->{module.out_features})"
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         return f"{name} (conv {module.in_channels}->{module.out_channels})"
