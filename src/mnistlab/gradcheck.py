@@ -274,9 +274,7 @@ def compare_optimizer(
     for make in (factory, hand_written_optimizer(factory)):
         model = copy.deepcopy(net)
         optimizer = make(params=parameter_groups(model))
-        schedule = (
-            build_scheduler(scheduler, optimizer, steps, 1, "step") if scheduler else None
-        )
+        schedule = build_scheduler(scheduler, optimizer, steps, 1, "step") if scheduler else None
         for step in range(steps):
             x, labels = batches[step % len(batches)]
             model.loss_and_gradients(x, labels, loss)
@@ -347,8 +345,10 @@ def run(args: argparse.Namespace) -> bool:
     ok = True
     x, labels = batch()
     checks = check_gradients(net, x, labels, loss, smoothing, args.samples)
-    print(f"\ngradients: relative error per layer (autograd <= {GRAD_TOL:g}, "
-          f"finite differences on sampled weights <= {FD_TOL:g})")
+    print(
+        f"\ngradients: relative error per layer (autograd <= {GRAD_TOL:g}, "
+        f"finite differences on sampled weights <= {FD_TOL:g})"
+    )
     print(format_gradient_table(checks))
     grads_ok = all(c.passed for c in checks)
     print("gradients:", "PASS" if grads_ok else "FAIL")
@@ -364,12 +364,16 @@ def run(args: argparse.Namespace) -> bool:
         names = args.optimizers or optimizer_names()
         results = []
         for name in names:
-            opt_cfg = compose_config([o for o in args.overrides if not o.startswith("optimizer=")]
-                                     + [f"optimizer={name}"]).optimizer
+            opt_cfg = compose_config(
+                [o for o in args.overrides if not o.startswith("optimizer=")]
+                + [f"optimizer={name}"]
+            ).optimizer
             with open_dict(opt_cfg):
                 opt_cfg.weight_decay = args.weight_decay
             factory = instantiate(opt_cfg, _convert_="all")
-            results.append(compare_optimizer(factory, net, batches, args.steps, scheduler, loss, name))
+            results.append(
+                compare_optimizer(factory, net, batches, args.steps, scheduler, loss, name)
+            )
         print(
             f"\noptimizers: hand-written vs torch.optim, {args.steps} steps from the same start, "
             f"weight_decay={args.weight_decay:g}, scheduler={what} (max |dp| <= {OPTIM_TOL:g})"
@@ -398,11 +402,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--steps", type=int, default=100, help="optimizer steps compared (0: skip; default 100)"
     )
     parser.add_argument(
-        "--optimizers", nargs="+", default=None, metavar="NAME",
+        "--optimizers",
+        nargs="+",
+        default=None,
+        metavar="NAME",
         help=f"conf/optimizer names to compare (default: all of {', '.join(optimizer_names())})",
     )
     parser.add_argument(
-        "--weight-decay", type=float, default=1e-3,
+        "--weight-decay",
+        type=float,
+        default=1e-3,
         help="L2 weight decay for every compared optimizer (default 0.001, so that it is exercised)",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -413,7 +422,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--batch-size and --samples must be >= 1, --steps >= 0")
     unknown = sorted(set(args.optimizers or ()) - set(optimizer_names()))
     if unknown:
-        parser.error(f"--optimizers {' '.join(unknown)}: choose from {', '.join(optimizer_names())}")
+        parser.error(
+            f"--optimizers {' '.join(unknown)}: choose from {', '.join(optimizer_names())}"
+        )
     return args
 
 

@@ -109,7 +109,7 @@ class ClassifierModule(L.LightningModule):
         self.automatic_optimization = not scratch.computes_own_gradients(net)
         if not self.automatic_optimization:
             scratch.check_module_options(l1=l1, compile=compile)
-            self.optimizer_factory = scratch.hand_written_optimizer(optimizer)
+            scratch.hand_written_optimizer(optimizer)  # refuse one not written by hand, now
         has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
         self.channels_last = has_conv if channels_last == "auto" else bool(channels_last)
         if self.channels_last:
@@ -327,7 +327,10 @@ class ClassifierModule(L.LightningModule):
     # --- optimization --------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         groups = parameter_groups(self.net, self.hparams.decay_norm_and_bias)
-        optimizer = self.optimizer_factory(params=groups)
+        factory = self.optimizer_factory
+        if not self.automatic_optimization:  # the hand-written counterpart (mnistlab.scratch)
+            factory = scratch.hand_written_optimizer(factory)
+        optimizer = factory(params=groups)
         if self.scheduler_factory is None:
             return optimizer
         interval = self.hparams.scheduler_interval

@@ -69,7 +69,7 @@ ACTIVATION_FUNCTIONS: dict[str, ActivationFunction] = {
     ),
     "leaky_relu": ActivationFunction(
         lambda z: torch.where(z > 0, z, LEAKY_SLOPE * z),
-        lambda z, a: torch.where(z > 0, 1.0, LEAKY_SLOPE).to(z.dtype),
+        lambda z, a: torch.where(z > 0, 1.0, torch.full_like(z, LEAKY_SLOPE)),
         math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2)),
     ),
     "elu": ActivationFunction(

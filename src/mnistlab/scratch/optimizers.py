@@ -72,7 +72,11 @@ class SGD(HandOptimizer):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
         defaults = dict(
-            lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
         )
         super().__init__(params, defaults)
 
@@ -119,7 +123,8 @@ class RMSprop(HandOptimizer):
         super().__init__(params, defaults)
 
     def update(self, p: Tensor, g: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        lr, alpha, eps, wd, mu = (group[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum"))
+        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        wd, mu = group["weight_decay"], group["momentum"]
         if not state:
             state["square_avg"] = torch.zeros_like(p)
             if group["centered"]:
