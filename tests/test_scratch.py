@@ -133,6 +133,33 @@ def test_gradcheck_refuses_a_non_mlp_config(capsys) -> None:
     assert "gradcheck checks MLP configs" in capsys.readouterr().err
 
 
+def test_bf16_autocast_keeps_float32_gradients() -> None:
+    """trainer.precision=bf16-mixed: the hand matmuls run in bf16, the stored gradients stay
+    float32 and as close to float32's as autograd's bf16 gradients are (a few percent)."""
+    torch.manual_seed(0)
+    net = ScratchMLP(10, (1, 28, 28), hidden_sizes=(64, 32))
+    x, labels = torch.randn(32, 1, 28, 28), torch.randint(10, (32,))
+    net.loss_and_gradients(x, labels)
+    exact = [p.grad.clone() for p in net.parameters()]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = net.loss_and_gradients(x, labels)
+    for g, p in zip(exact, net.parameters(), strict=True):
+        assert p.grad.dtype == torch.float32
+        assert float((g - p.grad).norm() / g.norm()) < 0.15
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gradients_and_optimizers_on_cuda() -> None:
+    net = small_net("gelu").cuda()
+    x, labels = batch()
+    for c in check_gradients(net, x.cuda(), labels.cuda(), "mse"):
+        assert c.autograd_error <= 1e-10 and c.fd_error <= 1e-6, c
+    batches = [(x.cuda(), labels.cuda())]
+    factory = functools.partial(torch.optim.NAdam, lr=0.01, weight_decay=0.01)
+    assert compare_optimizer(factory, net, batches, 100).max_abs_diff <= 1e-6
+
+
 # --- initialization ---------------------------------------------------------------------------
 def test_default_init_draws_the_autograd_mlps_weights() -> None:
     torch.manual_seed(3)
@@ -340,3 +367,32 @@ def test_diagnostics_schedulers_and_checkpoints_see_the_hand_written_engine(
     reference.load_state_dict(weights)
     assert torch.equal(module(x), reference(x))
     assert (tmp_path / "artifacts" / "gradcam.png").is_file()  # attribution through the net
+
+
+@pytest.mark.slow
+@requires_data
+def test_plateau_schedule_is_stepped_as_lightning_steps_it(
+    make_config, data_root, tmp_path
+) -> None:
+    """Manual optimization leaves schedulers to the module: the lr path must equal model=mlp's."""
+    lrs = {}
+    for model in ("mlp", "scratch_mlp"):
+        out = tmp_path / model
+        cfg = make_config(
+            f"model={model}",
+            f"data.root={data_root}",
+            "debug=fast",
+            "trainer.max_epochs=4",
+            "scheduler=plateau",
+            "scheduler.monitor=val/loss",
+            "scheduler.scheduler.mode=max",  # a falling loss is "no improvement": halve each epoch
+            "scheduler.scheduler.patience=0",
+            "callbacks=none",
+            "test=false",
+            *QUIET,
+        )
+        cfg.paths.output_dir = str(out)
+        train(cfg)
+        rows = (out / "history.csv").read_text().splitlines()[1:]
+        lrs[model] = [float(row.split(",")[1]) for row in rows]
+    assert lrs["scratch_mlp"] == lrs["mlp"] == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])

@@ -342,7 +342,7 @@ class ClassifierModule(L.LightningModule):
             interval=interval,
         )
         config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
-        if self.hparams.scheduler_monitor:
+        if self.hparams.scheduler_monitor and self.automatic_optimization:  # else: scratch steps it
             config["monitor"] = self.hparams.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 

@@ -19,6 +19,7 @@ import hydra
 import lightning as L
 import torch
 from omegaconf import OmegaConf
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from mnistlab.errors import ConfigError
 from mnistlab.scratch.optimizers import HAND_WRITTEN, HandOptimizer
@@ -127,16 +128,21 @@ def after_hand_backward(module: L.LightningModule) -> None:
 def step_schedulers(module: L.LightningModule, interval: str) -> None:
     """Step the learning-rate schedulers of ``interval`` (Lightning leaves this to manual optimization).
 
-    ``ReduceLROnPlateau`` (a scheduler with a ``monitor``) gets the monitored metric of the
-    epoch's validation, as under automatic optimization.
+    ``ReduceLROnPlateau`` gets the epoch's value of ``module.hparams.scheduler_monitor``
+    (e.g. ``val/acc``), as Lightning gives it under automatic optimization.
     """
     trainer = module.trainer
     for config in trainer.lr_scheduler_configs:
         if config.interval != interval:
             continue
-        if config.monitor:
-            value = trainer.callback_metrics.get(config.monitor)
-            if value is not None:
-                config.scheduler.step(value)
+        if isinstance(config.scheduler, ReduceLROnPlateau):
+            monitor = module.hparams.get("scheduler_monitor")
+            value = trainer.callback_metrics.get(monitor) if monitor else None
+            if value is None:
+                raise ConfigError(
+                    f"scheduler.monitor={monitor!r}: ReduceLROnPlateau needs a metric logged "
+                    f"every epoch, e.g. val/acc (logged now: {', '.join(trainer.callback_metrics)})"
+                )
+            config.scheduler.step(value)
         else:
             config.scheduler.step()
