@@ -120,7 +120,7 @@ def _one_step(module: ClassifierModule) -> None:
     optimizer.step()
     if isinstance(config, dict):
         lr_config = config["lr_scheduler"]
-        lr_config["scheduler"].step(0.5) if lr_config.get("monitor") else lr_config[
+        lr_config["scheduler"].step(0.5) if module.hparams.scheduler_monitor else lr_config[
             "scheduler"
         ].step()
     assert torch.isfinite(loss)
