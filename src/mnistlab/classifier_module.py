@@ -21,6 +21,7 @@ from torchmetrics.classification import (
 
 from mnistlab.errors import ConfigError, in_range, one_of
 from mnistlab.optim import build_scheduler, parameter_groups
+from mnistlab.scratch import lab as scratch
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ class ClassifierModule(L.LightningModule):
         )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # a net with hand-written backprop (mnistlab.scratch) trains by manual optimization
+        self.automatic_optimization = not scratch.computes_own_gradients(net)
+        if not self.automatic_optimization:
+            scratch.check_module_options(l1=l1, compile=compile)
+            scratch.hand_written_optimizer(optimizer)  # refuse one not written by hand, now
         has_conv = any(isinstance(m, nn.Conv2d) for m in net.modules())
         self.channels_last = has_conv if channels_last == "auto" else bool(channels_last)
         if self.channels_last:
@@ -173,10 +179,16 @@ class ClassifierModule(L.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor | None:
         images, labels = batch
-        logits = self(images)
-        loss = self.criterion(logits, labels)
-        if self.hparams.l1:
-            loss = loss + self.hparams.l1 * self.l1_penalty()
+        if self.automatic_optimization:
+            logits = self(images)
+            loss = self.criterion(logits, labels)
+            if self.hparams.l1:
+                loss = loss + self.hparams.l1 * self.l1_penalty()
+        else:  # forward, loss and backward by hand (mnistlab.scratch); fills each param.grad
+            loss, logits = self.net.loss_and_gradients(
+                images, labels, self.hparams.loss, self.hparams.label_smoothing
+            )
+            scratch.after_hand_backward(self)
         every = self.divergence_check_interval
         if every == 1 and not torch.isfinite(loss).item():
             self._stop_diverged(loss)
@@ -189,6 +201,9 @@ class ClassifierModule(L.LightningModule):
                 self._stop_diverged(
                     self._train_loss_sum / self._train_count
                 )  # the non-finite running mean
+        if not self.automatic_optimization:
+            self.optimizers().step()
+            scratch.step_schedulers(self, "step")
         return loss
 
     def _accumulate_train(
@@ -293,6 +308,8 @@ class ClassifierModule(L.LightningModule):
         loss = values.get("train/loss")
         if self.diverged is None and loss is not None and not torch.isfinite(loss):
             self._stop_diverged(loss)
+        if not self.automatic_optimization:
+            scratch.step_schedulers(self, "epoch")
 
     def on_validation_epoch_end(self) -> None:
         values = self._log_epoch("val")
@@ -306,7 +323,10 @@ class ClassifierModule(L.LightningModule):
     # --- optimization --------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         groups = parameter_groups(self.net, self.hparams.decay_norm_and_bias)
-        optimizer = self.optimizer_factory(params=groups)
+        factory = self.optimizer_factory
+        if not self.automatic_optimization:  # the hand-written counterpart (mnistlab.scratch)
+            factory = scratch.hand_written_optimizer(factory)
+        optimizer = factory(params=groups)
         if self.scheduler_factory is None:
             return optimizer
         interval = self.hparams.scheduler_interval
@@ -318,7 +338,7 @@ class ClassifierModule(L.LightningModule):
             interval=interval,
         )
         config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
-        if self.hparams.scheduler_monitor:
+        if self.hparams.scheduler_monitor and self.automatic_optimization:  # else: scratch steps it
             config["monitor"] = self.hparams.scheduler_monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 

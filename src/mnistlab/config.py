@@ -69,6 +69,9 @@ def validate(cfg: DictConfig) -> None:
         positive_int(epochs, "trainer.max_epochs")
     wd = OmegaConf.select(cfg, "optimizer.weight_decay", default=0.0)
     in_range(wd, "optimizer.weight_decay", 0.0, math.inf)
+    from mnistlab.scratch.lab import check_trainer_for_model
+
+    check_trainer_for_model(cfg)  # hand-written backprop: before Lightning refuses mid-start
     metric = cfg.get("optimized_metric")
     if metric and not re.fullmatch(r"(train|val|test)/\w+", str(metric)):
         raise ConfigError(

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from mnistlab.models.common import activation_name
+from mnistlab.scratch.network import Activation as HandActivation
+from mnistlab.scratch.network import Dense as HandDense
 
 #: the data splits a diagnostic can probe
 SPLITS = ("train", "val", "test")
@@ -20,7 +22,9 @@ def network(pl_module: L.LightningModule) -> nn.Module:
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Linear and conv layers in forward-definition order (the head last for mnistlab models)."""
     return [
-        (n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, HandDense))
     ]
 
 
@@ -29,6 +33,8 @@ def activation_layers(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
     found = []
     for name, module in model.named_modules():
         kind = activation_name(module)
+        if isinstance(module, HandActivation) and module.kind != "identity":
+            kind = module.kind  # mnistlab.scratch: the kind is a setting, not a module type
         if kind is not None:
             found.append((name, module, kind))
     return found
@@ -36,7 +42,7 @@ def activation_layers(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
 
 def layer_label(name: str, module: nn.Module) -> str:
     """``body.1.0 (784->256)``: the module path plus its shape, for legends."""
-    if isinstance(module, nn.Linear):
+    if isinstance(module, (nn.Linear, HandDense)):
         return f"{name} ({module.in_features}->{module.out_features})"
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         return f"{name} (conv {module.in_channels}->{module.out_channels})"
