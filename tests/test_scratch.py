@@ -176,10 +176,12 @@ def test_init_scales() -> None:
     torch.manual_seed(0)
     he = ScratchMLP(10, (1, 28, 28), hidden_sizes=(400,), activation="relu", init="he")
     assert he.layers[0].weight.std().item() == pytest.approx((2 / 784) ** 0.5, rel=0.02)
+    bound = (6 / (784 + 400)) ** 0.5  # standard Glorot: gain 1, as model=mlp's init=xavier
     glorot = ScratchMLP(10, (1, 28, 28), hidden_sizes=(400,), activation="tanh", init="glorot")
-    bound = 5 / 3 * (6 / (784 + 400)) ** 0.5
     assert glorot.layers[0].weight.abs().max().item() == pytest.approx(bound, rel=0.01)
     assert torch.count_nonzero(glorot.layers[0].bias) == 0
+    scaled = ScratchMLP(10, (1, 28, 28), hidden_sizes=(400,), activation="tanh", init="xavier_gain")
+    assert scaled.layers[0].weight.abs().max().item() == pytest.approx(5 / 3 * bound, rel=0.01)
     normal = ScratchMLP(10, (1, 28, 28), hidden_sizes=(400,), init="normal", init_std=0.05)
     assert normal.layers[0].weight.std().item() == pytest.approx(0.05, rel=0.02)
 

@@ -98,12 +98,13 @@ ACTIVATION_FUNCTIONS: dict[str, ActivationFunction] = {
 #          same order as the autograd MLP, so the same seed gives both nets the same weights.
 # zeros:   W = 0: every unit of a layer computes the same thing forever (the symmetry problem).
 # normal:  W ~ N(0, init_std^2).
-# glorot:  W ~ U(-r, r), r = gain * sqrt(6 / (n_in + n_out))  (alias: xavier).
+# glorot:  W ~ U(-r, r), r = sqrt(6 / (n_in + n_out))          (alias: xavier; Glorot & Bengio).
+# glorot_gain: the same r times the activation's gain          (alias: xavier_gain).
 # he:      W ~ N(0, (gain / sqrt(n_in))^2)                     (alias: kaiming).
 # Every init but ``default`` sets b = 0.
 
-INIT_ALIASES = {"xavier": "glorot", "kaiming": "he"}
-INITS = ("default", "zeros", "normal", "glorot", "he", *INIT_ALIASES)
+INIT_ALIASES = {"xavier": "glorot", "xavier_gain": "glorot_gain", "kaiming": "he"}
+INITS = ("default", "zeros", "normal", "glorot", "glorot_gain", "he", *INIT_ALIASES)
 
 
 def init_parameters(W: Tensor, b: Tensor, init: str, gain: float, std: float) -> None:
@@ -119,8 +120,8 @@ def init_parameters(W: Tensor, b: Tensor, init: str, gain: float, std: float) ->
         W.zero_()
     elif init == "normal":
         W.normal_(0.0, std)
-    elif init == "glorot":
-        r = gain * math.sqrt(6.0 / (n_in + n_out))
+    elif init in ("glorot", "glorot_gain"):
+        r = (gain if init == "glorot_gain" else 1.0) * math.sqrt(6.0 / (n_in + n_out))
         W.uniform_(-r, r)
     elif init == "he":
         W.normal_(0.0, gain / math.sqrt(n_in))
