@@ -303,7 +303,7 @@ def format_gradient_table(checks: Sequence[LayerCheck]) -> str:
         shape = "x".join(str(s) for s in c.shape)
         rows.append(
             f"{c.name:<18} {shape:<12} {c.grad_norm:>10.3e} {c.autograd_error:>12.2e} "
-            f"{c.fd_error:>10.2e} ({c.fd_samples}) {'  ' if c.passed else ' FAIL'}"
+            f"{c.fd_error:>10.2e} ({c.fd_samples}) {' yes' if c.passed else ' FAIL'}"
         )
     return "\n".join(rows)
 
@@ -313,7 +313,7 @@ def format_optimizer_table(checks: Sequence[OptimizerCheck]) -> str:
     for c in checks:
         rows.append(
             f"{c.name:<10} {c.torch_class:<12} {c.steps:>5} {c.max_abs_diff:>10.2e} "
-            f"{c.moved:>9.2e} {'  ' if c.passed else ' FAIL'}"
+            f"{c.moved:>9.2e} {' yes' if c.passed else ' FAIL'}"
         )
     return "\n".join(rows)
 
