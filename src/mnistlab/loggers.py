@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import netrc
 import os
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
@@ -106,17 +107,22 @@ def log_final(loggers: list[Any], params: dict[str, Any], metrics: dict[str, Any
     W&B: the final metrics in the run summary (parallel coordinates)."""
     import math
 
+    from lightning.pytorch.core.saving import save_hparams_to_yaml
     from lightning.pytorch.loggers import TensorBoardLogger
 
     final = {
         k: float(v)
         for k, v in metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if k != "seed"  # a hyperparameter, not a result
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
     }
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, metrics={f"hparams/{k}": v for k, v in final.items()})
-            logger.save()
+            # Lightning wrote hparams.yaml when fit ended and never rewrites it: write it now
+            save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", logger.hparams)
         elif isinstance(logger, WandbLogger):
             logger.experiment.summary.update(final)
 
