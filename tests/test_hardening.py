@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -67,10 +68,8 @@ def test_wandb_and_tensorboard_get_the_flat_config(make_config, data_root, tmp_p
         acc = EventAccumulator(str(events))
         acc.Reload()
         tags |= set(acc.Tags()["scalars"])
-        try:
+        with contextlib.suppress(KeyError):  # an events file without an HParams summary
             hparams_summaries |= set(acc.PluginTagToContent("hparams"))
-        except KeyError:  # this events file holds no HParams summary
-            pass
     assert metrics["status"] == "ok"
     assert "hparams/test/acc" in tags  # the final test metrics are the HParams tab's metrics
     assert "_hparams_/experiment" in hparams_summaries
