@@ -50,7 +50,11 @@ def test_wandb_and_tensorboard_get_the_flat_config(make_config, data_root, tmp_p
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("MY_API_TOKEN", "hunter2-very-secret")
     cfg = make_config(
-        "debug=fast", f"data.root={data_root}", "logger=many", "callbacks=none", "optimizer.lr=0.002"
+        "debug=fast",
+        f"data.root={data_root}",
+        "logger=many",
+        "callbacks=none",
+        "optimizer.lr=0.002",
     )
     try:
         metrics = train(cfg)
