@@ -104,7 +104,9 @@ def check_keys(
         )
 
 
-def _check_accelerator(cfg: DictConfig) -> None:
+def check_accelerator(cfg: DictConfig) -> None:
+    """A GPU trainer on a machine without one: one line (checked by train only: eval and
+    predict of a GPU-trained checkpoint choose their own device)."""
     accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
     if str(accelerator) in ("gpu", "cuda"):
         import torch
@@ -126,7 +128,6 @@ def validate(cfg: DictConfig) -> None:
     threads = cfg.get("cpu_threads")
     if threads is not None:
         positive_int(threads, "cpu_threads", hint=" or null (torch's default: one per core)")
-    _check_accelerator(cfg)
     check_keys(cfg, "optimizer", passed=("params",))
     check_keys(cfg, "scheduler", passed=("optimizer",), own=("interval", "monitor"))
     check_keys(cfg, "model", passed=("num_classes", "input_shape"))

@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.callbacks.history import EpochHistory
-from mnistlab.config import unwritable_reason, validate
+from mnistlab.config import check_accelerator, unwritable_reason, validate
 from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.factory import build, build_callbacks, build_loggers, build_trainer
 from mnistlab.files import write_json
@@ -51,6 +51,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """One training run; returns the metrics written to ``metrics.json``."""
     out = _output_dir(cfg)
     validate(cfg)  # before anything is seeded, built or loaded
+    check_accelerator(cfg)
     if cfg.get("cpu_threads"):
         torch.set_num_threads(int(cfg.cpu_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
