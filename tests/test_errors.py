@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -128,5 +129,128 @@ def test_wrong_sized_file_is_a_clear_error(tmp_path, data_root) -> None:
     shutil.copytree(data_root / "MNIST" / "raw", raw)
     # Swap in the test labels for the train labels: valid files, wrong split.
     shutil.copy(raw / "t10k-labels-idx1-ubyte", raw / "train-labels-idx1-ubyte")
-    with pytest.raises(DataError, match=r"not the official ones or are damaged"):
+    with pytest.raises(
+        DataError,
+        match=r"is the official MNIST/raw/t10k-labels-idx1-ubyte, not MNIST/raw/train-labels-idx1-ubyte",
+    ):
         load_split(DATASETS["mnist"], tmp_path, train=True, download=False)
+
+
+# --- the catalogue of issue 12: each bad input ends in one line, exit code 1 -----------------
+NO_NETWORK = {
+    k: "http://127.0.0.1:9" for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+}
+CATALOGUE = [
+    ("optimizer.lr=-1", "optimizer.lr=-1 must be a positive number (e.g. optimizer.lr=0.001)"),
+    ("optimizer.lr=inf", "optimizer.lr=inf must be a positive number (e.g. optimizer.lr=0.001)"),
+    ("seed=abc", "seed='abc' must be a whole number >= 0 (e.g. seed=42)"),
+    (
+        "scheduler=plateau scheduler.monitor=val/bogus",
+        "scheduler.monitor='val/bogus' is unknown; choose one of: train/acc, ",
+    ),
+    (
+        "+optimizer.lrr=0.1",
+        "optimizer.lrr is not an option of torch.optim.Adam; valid keys: lr, betas, eps, weight_decay",
+    ),
+    ("cpu_threads=0", "cpu_threads=0 must be a whole number >= 1 or null"),
+    ("model.hidden_sizes=[]", "model.hidden_sizes=[] leaves no hidden layer; use model=softmax"),
+    ("trainer=gpu", "trainer.accelerator='gpu' but this machine has no usable CUDA GPU; "),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_cli_catalogue_of_bad_inputs(tmp_path, overrides: str, message: str) -> None:
+    if overrides == "trainer=gpu":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    result = run_train(*overrides.split(), f"hydra.run.dir={tmp_path}/run", "logger=none")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: " + message), last
+    if overrides == "trainer=gpu":
+        assert last.endswith("use trainer=cpu or trainer=auto")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics == {"status": "failed", "error": last.removeprefix("error: ")}
+
+
+def test_cli_unwritable_run_dir_is_one_line(tmp_path) -> None:
+    (tmp_path / "file").write_text("")
+    result = run_train(f"hydra.run.dir={tmp_path}/file/run", "logger=none")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: hydra.run.dir={tmp_path}/file/run cannot be written (Not a directory); "
+        "point hydra.run.dir at a writable folder, e.g. hydra.run.dir=outputs/my_run"
+    )
+
+
+def test_cli_missing_data_root_creates_no_folders(tmp_path) -> None:
+    missing = tmp_path / "nonexistent"
+    result = run_train(
+        f"data.root={missing}", f"hydra.run.dir={tmp_path}/run", "logger=none", env=NO_NETWORK
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: mnist not found in {missing / 'MNIST' / 'raw'}")
+    assert not missing.exists()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_config_keys_are_checked_against_the_target(make_config) -> None:
+    with pytest.raises(ConfigError, match=r"scheduler.gama is not an option of .*valid keys: "):
+        build(make_config("scheduler=step", "+scheduler.gama=0.5"))
+    with pytest.raises(ConfigError, match=r"model.widht is not an option of mnistlab.models.MLP"):
+        build(make_config("+model.widht=3"))
+
+
+# --- data integrity: official checksums, cached; unknown IDX files load with a warning ------
+@pytest.fixture
+def checksum_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "mnistlab" / "checksums.json"
+
+
+@requires_data
+def test_another_data_sets_file_of_the_same_size_is_refused(
+    tmp_path, data_root, checksum_cache
+) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    shutil.copytree(data_root / "MNIST" / "raw", raw)
+    shutil.copy(
+        data_root / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte",
+        raw / "train-labels-idx1-ubyte",
+    )
+    with pytest.raises(DataError) as info:
+        load_split(DATASETS["mnist"], tmp_path, train=True, download=False)
+    assert str(info.value) == (
+        f"{raw / 'train-labels-idx1-ubyte'} is the official "
+        "FashionMNIST/raw/train-labels-idx1-ubyte, not MNIST/raw/train-labels-idx1-ubyte "
+        "(md5 9018921c3c673c538a1fc5bad174d6f9, expected a25bea736e30d166cdddb491f175f624); "
+        "put the official file there (delete it to download again)"
+    )
+
+
+@requires_data
+def test_checksums_are_computed_once_and_unknown_idx_files_load_with_a_warning(
+    tmp_path, data_root, checksum_cache, caplog, monkeypatch
+) -> None:
+    from mnistlab.data import datamodule
+
+    raw = tmp_path / "MNIST" / "raw"
+    shutil.copytree(data_root / "MNIST" / "raw", raw)
+    labels = raw / "train-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    data[8] = (data[8] + 1) % 10  # a user's own label file: well formed, not the official one
+    labels.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="mnistlab"):
+        _, y = load_split(DATASETS["mnist"], tmp_path, train=True, download=False)
+    assert len(y) == 60_000
+    assert f"{labels} is not the official MNIST file" in caplog.text
+    cache = json.loads(checksum_cache.read_text())
+    assert len(cache) == 2  # train images and labels
+    monkeypatch.setattr(datamodule.hashlib, "md5", None)  # a second look must not hash again
+    load_split(DATASETS["mnist"], tmp_path, train=True, download=False)

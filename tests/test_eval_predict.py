@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,3 +235,63 @@ def test_gradcam_of_the_trained_cnn_has_the_image_shape_and_real_values(
     assert torch.isfinite(maps).all() and (maps >= 0).all()
     assert (maps.flatten(1).amax(dim=1) > 0).all()  # every map has some positive evidence
     assert (maps.flatten(1).std(dim=1) > 0).all()  # and it is not flat
+
+
+def png_declaring(path, width: int, height: int) -> None:
+    """A tiny PNG whose header declares ``width`` x ``height`` (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+
+
+def test_predict_refuses_a_bomb_and_classifies_the_good_file_beside_it(
+    run, confident_test_images, tmp_path, capsys
+) -> None:
+    _, metrics = run
+    samples, _, _ = confident_test_images
+    Image.fromarray(samples[0][0][0].numpy()).save(tmp_path / "good.png")
+    png_declaring(tmp_path / "bomb.png", 20_000, 20_000)  # 400 MP in ~70 bytes
+    png_declaring(tmp_path / "huge.png", 8_000, 6_000)  # 48 MP: under PIL's cap, over ours
+    code = predict.main(
+        [metrics["checkpoint"], *(str(tmp_path / n) for n in ("good.png", "bomb.png", "huge.png"))]
+    )
+    printed = capsys.readouterr()
+    assert code == 1
+    assert printed.out.startswith(f"{tmp_path / 'good.png'}: {samples[0][1]} (")
+    errors = printed.err.strip().splitlines()
+    assert errors[0].startswith(f"error: {tmp_path / 'bomb.png'}: refused as a decompression bomb")
+    assert errors[1] == (
+        f"error: {tmp_path / 'huge.png'}: image is 8000x6000 pixels, more than the 40,000,000 "
+        "this lab decodes; scale it down first"
+    )
+    assert "Traceback" not in printed.err
+
+
+def test_a_truncated_or_unsafe_checkpoint_gets_one_honest_line(run, tmp_path) -> None:
+    import argparse
+
+    from mnistlab.checkpoint import read_checkpoint
+    from mnistlab.errors import ConfigError
+
+    _, metrics = run
+    data = Path(metrics["checkpoint"]).read_bytes()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError) as info:
+        read_checkpoint(truncated)
+    message = str(info.value)
+    assert message.startswith(
+        f"checkpoint {truncated} is truncated, damaged or not a PyTorch checkpoint ("
+    )
+    assert "\n" not in message and "weights_only set to False" not in message
+    unsafe = tmp_path / "unsafe.ckpt"
+    torch.save({"state_dict": {}, "mnistlab_config": argparse.Namespace(a=1)}, unsafe)
+    with pytest.raises(ConfigError, match=r"holds a Python object \(argparse.Namespace\)"):
+        read_checkpoint(unsafe)

@@ -9,6 +9,8 @@ not trusted code.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,10 +36,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling refused, truncated file, not a torch file
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ConfigError(
-            f"checkpoint {path} cannot be loaded safely (weights_only=True): {reason}"
-        ) from None
+        raise ConfigError(f"checkpoint {path} {_load_failure(err)}") from None
     if (
         not isinstance(checkpoint, dict)
         or not checkpoint.get("mnistlab_config")
@@ -48,6 +47,28 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "(only those carry the config needed to rebuild the model)"
         )
     return checkpoint
+
+
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in our words: torch's own message ends in
+    advice to load with weights_only=False, i.e. to run whatever code the file holds."""
+    text = str(err)
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return (
+            f"holds a Python object ({unsafe.group(1)}) that a safe load (weights_only=True) "
+            "refuses: mnistlab checkpoints hold only tensors and plain data, so this file was "
+            "not written by mnistlab's train.py or was altered; it is not loaded"
+        )
+    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in text:
+        detail = "its data cannot be read safely"
+    else:
+        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        detail = first.split(". ")[0][:120]
+    return (
+        f"is truncated, damaged or not a PyTorch checkpoint ({detail}); "
+        "use the .ckpt written by train.py, e.g. <run dir>/checkpoints/best.ckpt"
+    )
 
 
 def checkpoint_config(checkpoint: dict[str, Any], overrides: Sequence[str] = ()) -> DictConfig:

@@ -41,6 +41,12 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
+def logged_metrics() -> list[str]:
+    """Every epoch metric the module logs (what a plateau scheduler or a checkpoint can monitor)."""
+    names = [*classification_metrics(2, "").keys(), "loss"]
+    return [f"{stage}/{n}" for stage in ("train", "val") for n in names] + ["val/acc_best"]
+
+
 class ClassifierModule(L.LightningModule):
     """Trains ``net`` with cross-entropy or MSE, optional L1 penalty and label smoothing.
 

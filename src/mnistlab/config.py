@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.errors import (
     ConfigError,
     in_range,
+    one_of,
     positive_int,
     positive_number,
+    whole_number,
 )
 from mnistlab.optim import frac_epochs
 
@@ -57,11 +65,78 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
+#: Hydra's own keys of an instantiable section (not arguments of the target)
+_HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
+
+
+def check_keys(
+    cfg: DictConfig, section: str, passed: Iterable[str] = (), own: Iterable[str] = ()
+) -> None:
+    """Every key of ``cfg.<section>`` is an argument of its ``_target_``; else one line
+    listing the valid keys. ``passed``: arguments mnistlab fills in itself (not for the
+    user); ``own``: keys mnistlab reads itself. Targets taking ``**kwargs`` are not checked.
+    """
+    node = OmegaConf.select(cfg, section)
+    if not isinstance(node, DictConfig) or not node.get("_target_"):
+        return
+    from hydra.utils import get_object
+
+    try:
+        target = get_object(str(node._target_))
+        signature = inspect.signature(target)
+    except Exception:  # an unknown target fails when it is instantiated, with its own message
+        return
+    params = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    names = [p.name for p in params if p.name != "self" and p.kind is not p.VAR_POSITIONAL]
+    hidden = set(passed)
+    valid = [n for n in [*names, *own] if n not in hidden]
+    for key in node:
+        if key in _HYDRA_KEYS or key in valid:
+            continue
+        if key in hidden:
+            raise ConfigError(
+                f"{section}.{key} is set by mnistlab itself; remove it from the config"
+            )
+        raise ConfigError(
+            f"{section}.{key} is not an option of {node._target_}; valid keys: {', '.join(valid)}"
+        )
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """A GPU trainer on a machine without one: one line (checked by train only: eval and
+    predict of a GPU-trained checkpoint choose their own device)."""
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
+    if str(accelerator) in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator!r} but this machine has no usable CUDA GPU; "
+                "use trainer=cpu or trainer=auto"
+            )
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks no constructor makes before training starts (the rest fail in constructors).
 
     Each failure is one :class:`ConfigError` line naming the value and what is allowed.
     """
+    if "seed" in cfg:
+        whole_number(cfg.seed, "seed", 0, hint=" (e.g. seed=42)")
+    threads = cfg.get("cpu_threads")
+    if threads is not None:
+        positive_int(threads, "cpu_threads", hint=" or null (torch's default: one per core)")
+    check_keys(cfg, "optimizer", passed=("params",))
+    check_keys(cfg, "scheduler", passed=("optimizer",), own=("interval", "monitor"))
+    check_keys(cfg, "model", passed=("num_classes", "input_shape"))
+    scheduler = OmegaConf.select(cfg, "scheduler")
+    monitor = OmegaConf.select(cfg, "scheduler.monitor", default=None)
+    if isinstance(scheduler, DictConfig) and scheduler.get("_target_") and monitor is not None:
+        from mnistlab.classifier_module import logged_metrics
+
+        one_of(monitor, "scheduler.monitor", logged_metrics())
     lr = OmegaConf.select(cfg, "optimizer.lr")
     positive_number(lr, "optimizer.lr", hint=" (e.g. optimizer.lr=0.001)")
     epochs = OmegaConf.select(cfg, "trainer.max_epochs")
@@ -77,3 +152,36 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"optimized_metric={metric!r} must name a logged metric such as val/acc_best"
         )
+
+
+def unwritable_reason(folder: str | os.PathLike) -> str | None:
+    """Why ``folder`` cannot be created and written to, or None when it can (creates it)."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".mnistlab-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    return None
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: an output folder that cannot be written ends the run with one line
+    before Hydra tries to set up logging in it (Hydra's own error is an OSError traceback)."""
+
+    def _check(self, config: DictConfig, key: str) -> None:
+        folder = OmegaConf.select(config, key, default=None)
+        reason = unwritable_reason(folder) if folder else None
+        if reason:
+            sys.exit(
+                f"error: {key}={folder} cannot be written ({reason}); "
+                f"point {key} at a writable folder, e.g. {key}=outputs/my_run"
+            )
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")

@@ -22,6 +22,7 @@ above. An image that is already 28x28 with a dark border is taken as it is
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,9 @@ MNIST_BOX = 20
 #: a pixel belongs to the object when brighter than the background by this share of 255
 FOREGROUND = 0.05
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: larger images are refused before their pixels are decoded (a small file can declare a
+#: huge image: a "decompression bomb"); 40 megapixels is well above any photo of a digit
+MAX_PIXELS = 40_000_000
 
 
 class ImageInputError(ValueError):
@@ -42,7 +46,16 @@ class ImageInputError(ValueError):
 def read_grayscale(path: str | os.PathLike) -> np.ndarray:
     """The file as an (H, W) uint8 array; transparency is flattened onto white."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # PIL warns above 89 MP; the cap below is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)  # reads the header only
+        with img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageInputError(
+                    f"image is {width}x{height} pixels, more than the {MAX_PIXELS:,} this lab "
+                    "decodes; scale it down first"
+                )
             img.load()
             img = ImageOps.exif_transpose(img)
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -50,8 +63,14 @@ def read_grayscale(path: str | os.PathLike) -> np.ndarray:
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(white, rgba)
             gray = np.asarray(img.convert("L"), dtype=np.uint8)
+    except ImageInputError:
+        raise
     except FileNotFoundError:
         raise ImageInputError("no such file") from None
+    except Image.DecompressionBombError as err:  # PIL's own cap, checked in Image.open
+        raise ImageInputError(
+            f"refused as a decompression bomb ({str(err).split('.')[0]}); scale it down first"
+        ) from None
     except (OSError, SyntaxError, ValueError) as err:  # PIL.UnidentifiedImageError is an OSError
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ImageInputError(f"not a readable PNG/JPEG image ({reason})") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import netrc
 import os
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
@@ -21,9 +22,20 @@ def wandb_configured() -> bool:
         return False
 
 
-def wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
-    """A WandbLogger that stays offline unless W&B is configured (``mode=auto``)."""
-    from mnistlab.errors import ConfigError
+def wandb_logger(
+    mode: str = "auto", watch: str | bool = "off", watch_log_freq: int = 100, **kwargs: Any
+) -> WandbLogger:
+    """A WandbLogger that stays offline unless W&B is configured (``mode=auto``).
+
+    ``watch``: off, gradients, parameters or all: W&B's own histograms of the network's
+    gradients and/or weights every ``watch_log_freq`` steps (see :func:`watch_model`).
+    """
+    from mnistlab.errors import ConfigError, one_of, positive_int
+
+    if watch is False:  # YAML 1.1 reads a bare `off` as false
+        watch = "off"
+    one_of(watch, "logger.wandb.watch", WATCH_MODES)
+    positive_int(watch_log_freq, "logger.wandb.watch_log_freq")
 
     if mode not in WANDB_MODES:
         raise ConfigError(
@@ -32,4 +44,92 @@ def wandb_logger(mode: str = "auto", **kwargs: Any) -> WandbLogger:
     if mode == "auto":
         mode = os.environ.get("WANDB_MODE") or ("online" if wandb_configured() else "offline")
     os.makedirs(kwargs.get("save_dir", "."), exist_ok=True)
-    return WandbLogger(offline=mode == "offline", mode=mode, **kwargs)
+    logger = WandbLogger(offline=mode == "offline", mode=mode, **kwargs)
+    logger.mnistlab_watch = watch
+    logger.mnistlab_watch_log_freq = watch_log_freq
+    return logger
+
+
+WATCH_MODES = ("off", "gradients", "parameters", "all")
+#: a config key or environment variable whose name holds one of these never reaches a logger
+SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential")
+
+
+def _secret_name(name: str) -> bool:
+    return any(word in name.lower() for word in SECRET_WORDS)
+
+
+def flat_config(cfg: Any) -> dict[str, Any]:
+    """The resolved run config as ``{"optimizer.lr": 0.001, "model.hidden_sizes": [256, 128], ...}``.
+
+    What W&B's run config and TensorBoard's hparams show, so runs of a sweep can be compared
+    by any hyperparameter. Keys naming a secret (key, token, secret, password) and values equal
+    to a secret-named environment variable are left out.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    tree = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    secrets = {
+        value for name, value in os.environ.items() if _secret_name(name) and len(value) >= 4
+    }
+    flat: dict[str, Any] = {}
+
+    def visit(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not _secret_name(str(key)):
+                    visit(value, f"{prefix}.{key}" if prefix else str(key))
+            return
+        if isinstance(node, str) and node in secrets:
+            return
+        if isinstance(node, (list, tuple)) and any(
+            isinstance(v, str) and v in secrets for v in node
+        ):
+            return
+        flat[prefix] = list(node) if isinstance(node, tuple) else node
+
+    visit(tree, "")
+    return flat
+
+
+def log_config(loggers: list[Any], params: dict[str, Any]) -> None:
+    """Give every logger but TensorBoard the flat config now (TensorBoard gets it at the end,
+    with the final metrics: its HParams tab needs both in one summary)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in loggers:
+        if not isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params)
+
+
+def log_final(loggers: list[Any], params: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """TensorBoard: the flat config with the run's final metrics as hparam metrics (HParams tab);
+    W&B: the final metrics in the run summary (parallel coordinates)."""
+    import math
+
+    from lightning.pytorch.core.saving import save_hparams_to_yaml
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    final = {
+        k: float(v)
+        for k, v in metrics.items()
+        if k != "seed"  # a hyperparameter, not a result
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+    }
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics={f"hparams/{k}": v for k, v in final.items()})
+            # Lightning wrote hparams.yaml when fit ended and never rewrites it: write it now
+            save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", logger.hparams)
+        elif isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(final)
+
+
+def watch_model(loggers: list[Any], model: Any) -> None:
+    """W&B's own gradient/weight histograms when ``logger.wandb.watch`` is not ``off``."""
+    for logger in loggers:
+        mode = getattr(logger, "mnistlab_watch", "off")
+        if isinstance(logger, WandbLogger) and mode != "off":
+            logger.watch(model, log=mode, log_freq=logger.mnistlab_watch_log_freq)

@@ -17,9 +17,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.callbacks.history import EpochHistory
-from mnistlab.errors import MnistlabError
+from mnistlab.config import check_accelerator, unwritable_reason, validate
+from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.factory import build, build_callbacks, build_loggers, build_trainer
 from mnistlab.files import write_json
+from mnistlab.loggers import flat_config, log_config, log_final, watch_model
 from mnistlab.utils import print_config_tree, quiet_warnings
 
 log = logging.getLogger("mnistlab")
@@ -36,13 +38,20 @@ METRIC_KEYS = (
 def _output_dir(cfg: DictConfig) -> Path:
     out = OmegaConf.select(cfg, "paths.output_dir", default=None)
     path = Path(out) if out else Path.cwd()
-    path.mkdir(parents=True, exist_ok=True)
+    reason = unwritable_reason(path)
+    if reason:
+        raise ConfigError(
+            f"paths.output_dir={path} cannot be written ({reason}); point hydra.run.dir "
+            "(or paths.output_dir) at a writable folder"
+        )
     return path
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """One training run; returns the metrics written to ``metrics.json``."""
     out = _output_dir(cfg)
+    validate(cfg)  # before anything is seeded, built or loaded
+    check_accelerator(cfg)
     if cfg.get("cpu_threads"):
         torch.set_num_threads(int(cfg.cpu_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -59,6 +68,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     history = EpochHistory(out)
     loggers = build_loggers(cfg)
+    params = flat_config(cfg)
+    log_config(loggers, params)
+    watch_model(loggers, module.net)
     callbacks = build_callbacks(cfg, extra=[history], loggers=bool(loggers))
     trainer = build_trainer(cfg, callbacks, loggers)
 
@@ -70,7 +82,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     test_metrics: dict[str, float] = {}
-    if cfg.get("test", True):
+    if module.diverged:  # its weights are NaN: testing them would describe no model
+        log.warning("not testing: training diverged, the weights are not a model")
+    elif cfg.get("test", True):
         results = trainer.test(
             module, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True
         )
@@ -92,6 +106,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if module.diverged:
         metrics["diverged"] = module.diverged
     write_json(out / "metrics.json", metrics)
+    log_final(loggers, params, metrics)
     log.info(
         "metrics: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
     )
@@ -111,7 +126,10 @@ def run(cfg: DictConfig) -> float | None:
     its error, and the sweep goes on to the next job.
     """
     quiet_warnings()
-    out = _output_dir(cfg)
+    try:
+        out = _output_dir(cfg)
+    except MnistlabError as err:
+        sys.exit(f"error: {err}")
     try:
         print_config_tree(cfg, save_to=out / "config_tree.log")
         metrics = train(cfg)

@@ -8,6 +8,9 @@ after the transfer to the device.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +27,25 @@ from mnistlab.data.loader import InMemoryBatches
 from mnistlab.errors import ConfigError, DataError, positive_int
 
 DATA_ROOT_ENV = "MNISTLAB_DATA_ROOT"
+
+log = logging.getLogger("mnistlab")
+
+#: md5 of the official uncompressed IDX files (torchvision's resources list the md5 of the .gz
+#: downloads; these are the files those decompress to), by data set folder and file name
+OFFICIAL_MD5: dict[str, dict[str, str]] = {
+    "MNIST": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -112,6 +134,91 @@ def resolve_val_count(val_size: int | float, train_size: int) -> int:
     return count
 
 
+def checksum_cache_path() -> Path:
+    """Where verified checksums are remembered: ``$XDG_CACHE_HOME/mnistlab/checksums.json``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mnistlab" / "checksums.json"
+
+
+def file_md5(path: Path) -> str:
+    """md5 of ``path``, remembered by (path, size, mtime) so each file is hashed once."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    cache_file = checksum_cache_path()
+    try:
+        cache = json.loads(cache_file.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    if isinstance(cache.get(key), str):
+        return cache[key]
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    cache[key] = digest.hexdigest()
+    try:  # a cache that cannot be written only costs a re-hash next time
+        from mnistlab.files import write_json
+
+        write_json(cache_file, cache)
+    except OSError:
+        pass
+    return cache[key]
+
+
+def verify_files(spec: DatasetSpec, raw: Path, train: bool) -> None:
+    """Check ``raw``'s files of one split against the official checksums.
+
+    A file that is the official file of another data set or split (e.g. Fashion-MNIST's
+    labels under MNIST/) is refused with one line; an unknown file (a user's own IDX
+    data) is loaded with a warning.
+    """
+    prefix = "train-" if train else "t10k-"
+    known = {
+        md5: f"{folder}/raw/{name}"
+        for folder, files in OFFICIAL_MD5.items()
+        for name, md5 in files.items()
+    }
+    for name in spec.raw_files:
+        if not name.startswith(prefix):
+            continue
+        expected = OFFICIAL_MD5.get(spec.folder, {}).get(name)
+        if expected is None:
+            continue
+        path = raw / name
+        actual = file_md5(path)
+        if actual == expected:
+            continue
+        if actual in known:
+            raise DataError(
+                f"{path} is the official {known[actual]}, not {spec.folder}/raw/{name} "
+                f"(md5 {actual}, expected {expected}); put the official file there "
+                f"(delete it to download again)"
+            )
+        log.warning(
+            "%s is not the official %s file (md5 %s, expected %s); loading it as your own IDX data",
+            path,
+            spec.folder,
+            actual,
+            expected,
+        )
+
+
+def _download(spec: DatasetSpec, root: Path, train: bool) -> None:
+    """torchvision's download; the folders it made are removed again when it fails."""
+    created = [p for p in (root, root / spec.folder, root / spec.folder / "raw") if not p.exists()]
+    try:
+        spec.torchvision_class(str(root), train=train, download=True)
+    except BaseException:
+        for folder in reversed(created):
+            try:
+                folder.rmdir()  # only when empty: never removes files
+            except OSError:
+                break
+        raise
+
+
 def load_split(
     spec: DatasetSpec, root: Path, train: bool, download: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,13 +237,14 @@ def load_split(
         raise DataError(f"{spec.name} files not found in {raw} and data.download=false; {fix}")
     if not present:
         try:
-            spec.torchvision_class(str(root), train=train, download=True)
+            _download(spec, root, train)
         except Exception as err:  # URLError, HTTP errors, checksum mismatch, ...
             lines = str(err).strip().splitlines()
             reason = lines[-1][:160] if lines else type(err).__name__
             raise DataError(
                 f"{spec.name} not found in {raw} and the download failed ({reason}); {fix}"
             ) from None
+    verify_files(spec, raw, train)
     try:
         dataset = spec.torchvision_class(str(root), train=train, download=False)
     except Exception as err:  # torchvision asserts / fails to reshape on damaged files

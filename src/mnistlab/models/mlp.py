@@ -51,6 +51,11 @@ class MLP(Classifier):
         super().__init__()
         self.num_classes, self.input_shape = check_shape(num_classes, input_shape)
         sizes = [int(h) for h in hidden_sizes]
+        if not sizes:
+            raise ConfigError(
+                "model.hidden_sizes=[] leaves no hidden layer; use model=softmax for a network "
+                "without one, or give at least one size, e.g. model.hidden_sizes=[256]"
+            )
         if any(h < 1 for h in sizes):
             raise ConfigError(f"model.hidden_sizes={list(hidden_sizes)} must all be >= 1")
         dropout = check_dropout(dropout)
