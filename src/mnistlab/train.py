@@ -22,6 +22,7 @@ from mnistlab.config import instantiate, validate
 from mnistlab.data import BatchAugmentation, MNISTDataModule
 from mnistlab.errors import MnistlabError
 from mnistlab.module import ClassifierModule
+from mnistlab.search.pruning import trial_pruning
 from mnistlab.utils import print_config_tree, quiet_warnings, write_json
 
 log = logging.getLogger("mnistlab")
@@ -96,8 +97,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"{sum(p.numel() for p in module.net.parameters()):,}",
     )
     history = EpochHistory(out)
+    pruning = trial_pruning()  # a trial of an Optuna search: report val/acc per epoch, maybe stop
     loggers = _instantiate_dict(cfg.get("logger"))
     callbacks = attach_writers([*_instantiate_dict(cfg.get("callbacks")), history])
+    callbacks += [pruning] if pruning is not None else []
     if not loggers:  # LearningRateMonitor refuses to run without a logger; history.csv has the lr
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -110,14 +113,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     test_metrics: dict[str, float] = {}
-    if cfg.get("test", True):
+    pruned = pruning is not None and pruning.pruned
+    if cfg.get("test", True) and not pruned:  # a pruned trial is not worth a test pass
         results = trainer.test(
             module, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True
         )
         test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
 
     metrics: dict[str, Any] = {
-        "status": "diverged" if module.diverged else "ok",
+        "status": "pruned" if pruned else "diverged" if module.diverged else "ok",
         **{k: test_metrics.get(k, math.nan) for k in METRIC_KEYS},
         "val/acc_best": float(best_val) if best_val is not None else math.nan,
         "best_epoch": history.best_epoch(),
@@ -131,6 +135,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if module.diverged:
         metrics["diverged"] = module.diverged
+    if pruned:
+        metrics["pruned_after_epoch"] = pruning.pruned_at
     write_json(out / "metrics.json", metrics)
     log.info(
         "metrics: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
