@@ -42,7 +42,10 @@ class MnistlabOptunaSweeperConf:
 
 
 ConfigStore.instance().store(
-    group="hydra/sweeper", name="mnistlab_optuna", node=MnistlabOptunaSweeperConf, provider="mnistlab"
+    group="hydra/sweeper",
+    name="mnistlab_optuna",
+    node=MnistlabOptunaSweeperConf,
+    provider="mnistlab",
 )
 
 

@@ -337,9 +337,13 @@ def check_identity(study: optuna.Study, space: dict[str, str], fixed: list[str])
         )
 
 
-def write_record(sweep_dir: Path, settings: SearchSettings, program: str) -> Path:
+def write_record(
+    sweep_dir: Path, settings: SearchSettings, program: str, metric: str | None = None
+) -> Path:
+    """``search.yaml``: where the study is, and how its trials were launched (for re-run commands)."""
     path = sweep_dir / RECORD
-    path.write_text(yaml.safe_dump({**settings.record(), "program": program}, sort_keys=False))
+    record = {**settings.record(), "metric": metric, "program": program}
+    path.write_text(yaml.safe_dump(record, sort_keys=False))
     return path
 
 

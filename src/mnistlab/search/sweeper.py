@@ -7,6 +7,7 @@ small piece between them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -83,7 +84,8 @@ class SearchRunner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        write_record(sweep_dir, settings, sys.argv[0])
+        metric = OmegaConf.select(self.config, "optimized_metric", default=None)
+        write_record(sweep_dir, settings, sys.argv[0], metric)
         study = open_study(settings)
         check_identity(study, {k: repr(d) for k, d in space.distributions.items()}, space.fixed)
         abandoned = fail_abandoned(study)
@@ -173,9 +175,7 @@ class SearchRunner:
             outcome = f"pruned after epoch {step}" if step is not None else "pruned"
         else:
             outcome = f"failed ({error or 'see its folder'})"
-        log.info(
-            "trial %d %s [%d/%d]", frozen.number, outcome, counted(study), settings.n_trials
-        )
+        log.info("trial %d %s [%d/%d]", frozen.number, outcome, counted(study), settings.n_trials)
 
     def _log_best(self, study: optuna.Study, settings: SearchSettings) -> None:
         states = [t.state for t in study.get_trials(deepcopy=False)]
@@ -247,7 +247,5 @@ def _set_error(trial: optuna.trial.Trial, error: str | None) -> None:
     """Keep why a trial failed next to it in the study (seen in the dashboard); not after it ended."""
     if not error:
         return
-    try:
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # pruned by its job
         trial.set_user_attr(ERROR_ATTR, " ".join(error.split())[:500])
-    except optuna.exceptions.UpdateFinishedTrialError:  # pruned by its job: nothing to add
-        pass

@@ -41,7 +41,10 @@ class TrialLink:
         if not HydraConfig.initialized():
             return None
         hydra_cfg = HydraConfig.get()
-        if hydra_cfg.mode != RunMode.MULTIRUN or hydra_cfg.sweeper.get("_target_") != SWEEPER_TARGET:
+        if (
+            hydra_cfg.mode != RunMode.MULTIRUN
+            or hydra_cfg.sweeper.get("_target_") != SWEEPER_TARGET
+        ):
             return None
         from mnistlab.search.study import SearchSettings
 
@@ -106,7 +109,5 @@ class TrialReporter:
 
         self.pruned_at = step
         self.study.tell(self.trial, state=TrialState.PRUNED, skip_if_finished=True)
-        log.info(
-            "trial %d pruned after step %d (%s=%.4f)", self.number, step, self.monitor, value
-        )
+        log.info("trial %d pruned after step %d (%s=%.4f)", self.number, step, self.monitor, value)
         return True
