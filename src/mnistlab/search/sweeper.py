@@ -42,6 +42,7 @@ from mnistlab.search.study import (
 )
 
 log = logging.getLogger("mnistlab.search")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class SearchRunner:
@@ -175,7 +176,10 @@ class SearchRunner:
             outcome = f"pruned after epoch {step}" if step is not None else "pruned"
         else:
             outcome = f"failed ({error or 'see its folder'})"
-        log.info("trial %d %s [%d/%d]", frozen.number, outcome, counted(study), settings.n_trials)
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+        log.info(
+            "trial %d %s [%d/%d finished]", frozen.number, outcome, finished, settings.n_trials
+        )
 
     def _log_best(self, study: optuna.Study, settings: SearchSettings) -> None:
         states = [t.state for t in study.get_trials(deepcopy=False)]
