@@ -22,7 +22,13 @@ from optuna.trial import TrialState
 
 from mnistlab.errors import ConfigError
 from mnistlab.search.space import override_for, parse_search_space
-from mnistlab.search.study import SearchSettings, make_storage, resolve_storage, trial_seed
+from mnistlab.search.study import (
+    SearchSettings,
+    make_pruner,
+    make_storage,
+    resolve_storage,
+    trial_seed,
+)
 
 APP = REPO / "tests" / "search_app" / "app.py"
 
@@ -162,6 +168,13 @@ def test_bad_settings_fail_with_one_line_naming_the_value(cfg, message):
     with pytest.raises(ConfigError) as err:
         _settings(**cfg)
     assert message in str(err.value)
+
+
+def test_pruner_none_ignores_the_options_of_the_preset_pruner():
+    settings = _settings(pruner={"name": "none", "n_warmup_steps": 1})
+    assert not settings.pruning
+    assert type(make_pruner(settings.pruner)).__name__ == "NopPruner"
+    assert type(make_pruner({"name": "median", "n_warmup_steps": 1})).__name__ == "MedianPruner"
 
 
 def test_storage_defaults_to_a_journal_in_the_sweep_folder_and_paths_become_absolute():

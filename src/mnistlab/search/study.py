@@ -243,7 +243,13 @@ def make_sampler(cfg: Mapping[str, Any], seed: int | None = None) -> optuna.samp
 
 
 def make_pruner(cfg: Mapping[str, Any]) -> optuna.pruners.BasePruner:
-    """A pruner from ``{name: median, <its options>}`` (``none``: never prunes)."""
+    """A pruner from ``{name: median, <its options>}``.
+
+    ``none`` never prunes and ignores the other keys, so that a preset's pruner is switched
+    off with ``hydra.sweeper.pruner.name=none`` alone.
+    """
+    if str((cfg or {}).get("name", "none")).lower() == "none":
+        return optuna.pruners.NopPruner()
     return _build("pruner", PRUNERS, optuna.pruners, cfg)
 
 
