@@ -394,7 +394,8 @@ def _render(facts: dict[str, Any], record: dict[str, Any], study: Any, out_dir: 
         md += [head, "", "```", row["command"], "```", ""]
         body += [
             f'<p class="best-trial" data-trial="{row["trial"]}"><b>{html.escape(head)}</b></p>',
-            f"<p>Re-run it:</p><pre><code>{html.escape(row['command'])}</code></pre>",
+            "<p>Re-run it as a single run:</p>"
+            f'<pre style="white-space:pre-wrap"><code>{html.escape(row["command"])}</code></pre>',
         ]
         config = Path(row["job_dir"]) / ".hydra" / "config.yaml" if row["job_dir"] else None
         if config is not None and config.is_file():
