@@ -153,7 +153,7 @@ def test_joblib_launcher_splits_the_cores_among_jobs():
     assert cpu_share(4, cores=2) == 1  # never below one thread
 
 
-def test_optuna_preset_maximizes_val_acc_best_in_memory():
+def test_optuna_preset_maximizes_val_acc_best_in_a_journal_by_default():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper

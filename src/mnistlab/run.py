@@ -22,6 +22,7 @@ from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.factory import build, build_callbacks, build_loggers, build_trainer
 from mnistlab.files import write_json
 from mnistlab.loggers import flat_config, log_config, log_final, watch_model
+from mnistlab.search.pruning import trial_pruning
 from mnistlab.utils import print_config_tree, quiet_warnings
 
 log = logging.getLogger("mnistlab")
@@ -67,11 +68,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"{sum(p.numel() for p in module.net.parameters()):,}",
     )
     history = EpochHistory(out)
+    pruning = trial_pruning()  # a trial of an Optuna search: report val/acc per epoch, maybe stop
     loggers = build_loggers(cfg)
     params = flat_config(cfg)
     log_config(loggers, params)
     watch_model(loggers, module.net)
-    callbacks = build_callbacks(cfg, extra=[history], loggers=bool(loggers))
+    extra = [history, *([pruning] if pruning is not None else [])]
+    callbacks = build_callbacks(cfg, extra=extra, loggers=bool(loggers))
     trainer = build_trainer(cfg, callbacks, loggers)
 
     start = time.perf_counter()
@@ -82,8 +85,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     test_metrics: dict[str, float] = {}
+    pruned = pruning is not None and pruning.pruned
     if module.diverged:  # its weights are NaN: testing them would describe no model
         log.warning("not testing: training diverged, the weights are not a model")
+    elif pruned:
+        log.info("not testing: the search pruned this trial after epoch %s", pruning.pruned_at)
     elif cfg.get("test", True):
         results = trainer.test(
             module, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True
@@ -91,7 +97,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
 
     metrics: dict[str, Any] = {
-        "status": "diverged" if module.diverged else "ok",
+        "status": "pruned" if pruned else "diverged" if module.diverged else "ok",
         **{k: test_metrics.get(k, math.nan) for k in METRIC_KEYS},
         "val/acc_best": float(best_val) if best_val is not None else math.nan,
         "best_epoch": history.best_epoch(),
@@ -105,6 +111,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if module.diverged:
         metrics["diverged"] = module.diverged
+    if pruned:
+        metrics["pruned_after_epoch"] = pruning.pruned_at
     write_json(out / "metrics.json", metrics)
     log_final(loggers, params, metrics)
     log.info(

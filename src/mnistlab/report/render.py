@@ -203,7 +203,9 @@ def group_table(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
     ]
     rows = []
     for g in analysis.groups:
-        failed = f"{len(g.failed)}" if g.failed else ""
+        pruned = sum(j.status == "pruned" for j in g.jobs)
+        failed = f"{len(g.failed) - pruned}" if len(g.failed) > pruned else ""
+        failed += f" {pruned} pruned" if pruned else ""
         diverged = sum(j.status == "diverged" for j in g.jobs)
         rows.append(
             [
@@ -228,7 +230,7 @@ def failure_rows(analysis: Analysis) -> list[list[str]]:
             j.path.name,
         ]
         for j in analysis.jobs
-        if not j.ok
+        if not j.ok and j.status != "pruned"
     ]
 
 
@@ -455,12 +457,14 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
     sentences = [comparison_sentence(c) for c in comparisons]
 
     n_ok = sum(j.ok for j in analysis.jobs)
-    n_failed = len(analysis.jobs) - n_ok
+    n_pruned = sum(j.status == "pruned" for j in analysis.jobs)  # stopped by a search's pruner
+    n_failed = len(analysis.jobs) - n_ok - n_pruned
     direction = "higher" if higher_is_better(analysis.metric) else "lower"
     title = f"Sweep report: {sweep_dir}"
     facts = [
-        f"{len(analysis.jobs)} jobs: {n_ok} finished, {n_failed} failed or missing; "
-        f"{len(analysis.groups)} configurations.",
+        f"{len(analysis.jobs)} jobs: {n_ok} finished, {n_failed} failed or missing"
+        + (f", {n_pruned} pruned" if n_pruned else "")
+        + f"; {len(analysis.groups)} configurations.",
         f"Ranked by mean {analysis.metric} over seeds ({direction} is better). "
         "± is the sample standard deviation (ddof=1) over seeds; n seeds counts finished jobs.",
         "Swept: " + (", ".join(analysis.varying) or "only seeds") + ".",
@@ -473,6 +477,9 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
     failures = failure_rows(analysis)
     fail_header = ["job", "status", "overrides", "error", "folder"]
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
+    from mnistlab.report.search import section as search_section
+
+    search = search_section(sweep_dir, out_dir)  # an Optuna search: study, best trial, its plots
 
     md = [
         f"# {title}",
@@ -481,6 +488,7 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
         "",
         *[f"- {f}" for f in facts],
         "",
+        *(search.markdown if search else []),
         *(_study_md(study, study_images) if study else []),
         *_comparison_md(analysis, sentences, compare_header, compare_rows),
         "## Ranking",
@@ -501,6 +509,7 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
         f"<h1>{html.escape(title)}</h1>",
         f"<p><small>generated {stamp}</small></p>",
         "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>",
+        *(search.html if search else []),
         *(_study_html(study, study_images) if study else []),
         *_comparison_html(analysis, sentences, compare_header, compare_rows),
         "<h2>Ranking</h2>",

@@ -1,0 +1,1 @@
+"""mnistlab's Optuna sweeper for Hydra: ``override /hydra/sweeper: mnistlab_optuna``."""
