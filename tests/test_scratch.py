@@ -339,6 +339,9 @@ def test_diagnostics_schedulers_and_checkpoints_see_the_hand_written_engine(
         "debug=fast",
         "callbacks=[default,grad_norms,neuron_grads,activation_stats]",
         "callbacks.grad_norms.every_n_steps=1",
+        # debug=fast keeps no checkpoint; this test reads one, so put the checkpoint back
+        "trainer.enable_checkpointing=true",
+        f"+callbacks.model_checkpoint={{_target_: lightning.pytorch.callbacks.ModelCheckpoint, dirpath: {tmp_path}/checkpoints, filename: best, monitor: val/acc, mode: max}}",
         *QUIET,
     )
     metrics = train(cfg)
