@@ -340,11 +340,12 @@ def comparison_sentence(c: Comparison) -> str:
     best, other = short_label(c.best), short_label(c.other)
     gap = abs(c.diff)
     seeds = f"{c.n_best}" if c.n_best == c.n_other else f"{c.n_best} vs {c.n_other}"
+    seeds += " seed" if seeds == "1" else " seeds"
     if not c.testable:
         why = "fewer than 2 seeds in a group" if min(c.n_best, c.n_other) < 2 else "no seed spread"
         return (
             f"{best} is ahead of {other} by {amount(gap, c.metric)}{unit} on {c.metric} "
-            f"({seeds} seeds; no test: {why})."
+            f"({seeds}; no test: {why})."
         )
     lo, hi = c.ci if c.diff >= 0 else (-c.ci[1], -c.ci[0])  # the CI of the gap, best ahead
     ci = f"95% CI [{amount(lo, c.metric)}, {amount(hi, c.metric)}]"
@@ -352,9 +353,9 @@ def comparison_sentence(c: Comparison) -> str:
     if c.within_noise:
         return (
             f"{best} vs {other}: a difference of {amount(gap, c.metric)}{unit} on {c.metric} is "
-            f"inside the seed noise ({ci} covers 0; {test}; {seeds} seeds)."
+            f"inside the seed noise ({ci} covers 0; {test}; {seeds})."
         )
     return (
         f"{best} beats {other} by {amount(gap, c.metric)}{unit} on {c.metric}, {ci} "
-        f"({test}; {seeds} seeds)."
+        f"({test}; {seeds})."
     )
