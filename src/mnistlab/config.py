@@ -69,6 +69,11 @@ def register_resolvers() -> None:
 _HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 
 
+#: keys of conf/scheduler/*.yaml that mnistlab reads itself (factory.build_scheduler_factory
+#: pops them); the rest are the scheduler's own arguments
+SCHEDULER_KEYS = ("interval", "monitor")
+
+
 def check_keys(
     cfg: DictConfig, section: str, passed: Iterable[str] = (), own: Iterable[str] = ()
 ) -> None:
@@ -129,7 +134,7 @@ def validate(cfg: DictConfig) -> None:
     if threads is not None:
         positive_int(threads, "cpu_threads", hint=" or null (torch's default: one per core)")
     check_keys(cfg, "optimizer", passed=("params",))
-    check_keys(cfg, "scheduler", passed=("optimizer",), own=("interval", "monitor"))
+    check_keys(cfg, "scheduler", passed=("optimizer",), own=SCHEDULER_KEYS)
     check_keys(cfg, "model", passed=("num_classes", "input_shape"))
     scheduler = OmegaConf.select(cfg, "scheduler")
     monitor = OmegaConf.select(cfg, "scheduler.monitor", default=None)

@@ -46,10 +46,6 @@ def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
     return instantiate(cfg.data, augmentation=BatchAugmentation(list(transforms)), _convert_="all")
 
 
-#: keys of conf/scheduler/*.yaml that mnistlab reads itself; the rest go to the scheduler
-SCHEDULER_KEYS = ("interval", "monitor")
-
-
 def build_scheduler_factory(cfg: DictConfig) -> tuple[Any, str, str | None]:
     """(partial scheduler or None, interval, monitor) from ``cfg.scheduler``.
 
