@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 import os
@@ -25,17 +26,59 @@ from mnistlab.errors import (
 from mnistlab.optim import frac_epochs
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+\-\[\]]+")
+#: longest ``_<overrides>`` part of a folder name (file systems allow 255 bytes per name)
+DIR_SUFFIX_MAX = 120
+#: override keys a shortened folder name always keeps
+KEEP_IN_NAME = ("seed",)
 
 
-def dir_suffix(override_dirname: str, max_len: int = 120) -> str:
-    """``_<overrides>`` made safe for a directory name ('' when there are none)."""
+def split_overrides(override_dirname: str) -> list[str]:
+    """``a=1,b=[2,3],c=x`` -> ``["a=1", "b=[2,3]", "c=x"]`` (commas inside brackets stay)."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(override_dirname):
+        if char in "[({":
+            depth += 1
+        elif char in "])}":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            items.append(override_dirname[start:i])
+            start = i + 1
+    items.append(override_dirname[start:])
+    return [item for item in items if item]
+
+
+def _short_item(item: str) -> str:
+    """``trainer.max_epochs=3`` -> ``max_epochs=3``: the last part of the key, made name-safe."""
+    key, sep, value = item.partition("=")
+    return _UNSAFE.sub("-", key.rsplit(".", 1)[-1] + sep + value)
+
+
+def dir_suffix(override_dirname: str, max_len: int = DIR_SUFFIX_MAX) -> str:
+    """``_<overrides>`` as a readable, unique folder-name part ('' when there are none).
+
+    Short, safe override lists are kept as they are (``_model=cnn,seed=1``). A list that is
+    too long, or holds characters a folder name cannot, is shortened instead of cut: keys lose
+    their group (``trainer.max_epochs`` -> ``max_epochs``), items that do not fit are left out
+    (``seed`` never is), and ``~`` plus a hash of the full list keeps every name unique.
+    """
     if not override_dirname:
         return ""
-    name = _UNSAFE.sub("-", str(override_dirname))
-    return "_" + (name if len(name) <= max_len else name[: max_len - 3] + "...")
+    text = str(override_dirname)
+    name = _UNSAFE.sub("-", text)
+    if len(name) <= max_len and name == text:
+        return "_" + name
+    tag = "~" + hashlib.sha1(text.encode()).hexdigest()[:6]
+    items = [_short_item(item) for item in split_overrides(text)]
+    keep = [item.partition("=")[0] in KEEP_IN_NAME for item in items]
+    room = max_len - len(tag) - sum(len(item) + 1 for item, k in zip(items, keep, strict=True) if k)
+    for i, item in enumerate(items):
+        if not keep[i] and len(item) + 1 <= room:
+            keep[i], room = True, room - len(item) - 1
+    return "_" + ",".join(item for item, k in zip(items, keep, strict=True) if k) + tag
 
 
 def run_name(override_dirname: str) -> str:
+    """A run's name for loggers: its folder-name overrides, or ``defaults``."""
     return dir_suffix(override_dirname)[1:] or "defaults"
 
 
