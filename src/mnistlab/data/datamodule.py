@@ -339,6 +339,7 @@ class MNISTDataModule(L.LightningDataModule):
         self._aug_generator = torch.Generator().manual_seed(seed)
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._train_batches: InMemoryBatches | None = None
+        self._train_epoch = 0  # the shuffling pass the train loader makes next (restored on resume)
 
     # --- what models and callbacks read -------------------------------------------------
     @property
@@ -426,12 +427,22 @@ class MNISTDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return InMemoryBatches(
-            images, labels, batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world
+            images,
+            labels,
+            batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            pad=name == "train",  # validation and test: every image on exactly one rank
+            epoch=self._train_epoch if name == "train" else 0,
         )
 
     def train_dataloader(self) -> InMemoryBatches:
         # Keep one iterator object so its epoch counter (the shuffling seed) advances.
         if self._train_batches is None or self._train_batches.images is not self.split("train")[0]:
+            if self._train_batches is not None:
+                self._train_epoch = self._train_batches.epoch
             self._train_batches = self._batches("train", self.batch_size, shuffle=True)
         return self._train_batches
 
@@ -471,7 +482,16 @@ class MNISTDataModule(L.LightningDataModule):
         return images.sub_(mean).mul_(inv_std), labels
 
     def state_dict(self) -> dict[str, Any]:
-        return {"aug_generator": self._aug_generator.get_state(), "seed": self.seed}
+        """Saved in checkpoints: a resumed run augments and shuffles as the uninterrupted one."""
+        epoch = self._train_batches.epoch if self._train_batches is not None else self._train_epoch
+        return {
+            "aug_generator": self._aug_generator.get_state(),
+            "seed": self.seed,
+            "train_epoch": epoch,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._aug_generator.set_state(state_dict["aug_generator"])
+        self._train_epoch = int(state_dict.get("train_epoch", 0))
+        if self._train_batches is not None:
+            self._train_batches.epoch = self._train_epoch

@@ -17,9 +17,13 @@ class InMemoryBatches:
     """Iterable of ``(images, labels)`` batches over in-memory tensors.
 
     Shuffling is seeded by ``(seed, epoch)``: the same seed gives the same
-    batches, and each pass over the data (an epoch) gets a new permutation.
+    batches, and each pass over the data (an epoch) gets a new permutation;
+    ``epoch`` is the pass the next iteration makes (a resumed run sets it).
     Under data parallelism each rank takes a disjoint strided shard of the
-    permutation (``rank``/``world_size``), as ``DistributedSampler`` does.
+    permutation (``rank``/``world_size``). With ``pad`` (training), the shards are
+    padded by wrapping around, as ``DistributedSampler`` does, so every rank runs
+    the same number of steps; without it (validation, test) each sample is on
+    exactly one rank, so metrics count every image once.
     """
 
     def __init__(
@@ -32,6 +36,8 @@ class InMemoryBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        pad: bool = True,
+        epoch: int = 0,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -43,11 +49,14 @@ class InMemoryBatches:
         self.seed = int(seed)
         self.rank = rank
         self.world_size = world_size
-        self.epoch = 0
+        self.pad = pad
+        self.epoch = int(epoch)
 
     def _num_samples(self) -> int:
-        # Pad up (like DistributedSampler) so every rank sees the same number of batches.
-        return math.ceil(len(self.labels) / self.world_size)
+        n = len(self.labels)
+        if self.pad:  # pad up (like DistributedSampler): every rank sees the same number of batches
+            return math.ceil(n / self.world_size)
+        return len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
         n = self._num_samples()
@@ -61,9 +70,11 @@ class InMemoryBatches:
             order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
-        if self.world_size > 1:
+        if self.world_size > 1 and self.pad:
             total = self._num_samples() * self.world_size
             order = torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
+        elif self.world_size > 1:
+            order = order[self.rank :: self.world_size]
         return order
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
