@@ -11,7 +11,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassF1Score,
@@ -21,6 +21,7 @@ from torchmetrics.classification import (
 
 from mnistlab.errors import ConfigError, in_range, one_of
 from mnistlab.optim import build_scheduler, parameter_groups
+from mnistlab.resume import rng_state, set_rng_state
 from mnistlab.scratch import lab as scratch
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,9 @@ class ClassifierModule(L.LightningModule):
         self.test_metrics = classification_metrics(self.num_classes, "test/")
         self.losses = nn.ModuleDict({f"{s}_loss": MeanMetric() for s in ("val", "test")})
         self.val_acc_best = MaxMetric()
+        self._resumed_best: float | None = None  # val/acc_best of the epochs before a resume
+        # test images seen, summed over ranks: under DDP each is tested exactly once
+        self.test_count = SumMetric()
         # Training metrics are accumulated cheaply on the device (argmax and a loss sum per
         # step) and handed to torchmetrics once per epoch: the same values, without a
         # torchmetrics update (and its host syncs) on every step.
@@ -275,6 +279,8 @@ class ClassifierModule(L.LightningModule):
         loss = self.criterion(logits, labels)
         self.losses[f"{stage}_loss"].update(loss, len(labels))
         getattr(self, f"{stage}_metrics").update(logits, labels)
+        if stage == "test":
+            self.test_count.update(len(labels))
         return {"logits": logits, "labels": labels}
 
     def validation_step(
@@ -306,6 +312,8 @@ class ClassifierModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # drop values seen during the sanity check
+        if self._resumed_best is not None:  # a resumed run remembers its earlier epochs' best
+            self.val_acc_best.update(torch.tensor(self._resumed_best, device=self.device))
 
     def on_train_epoch_end(self) -> None:
         values = self._train_epoch_values()
@@ -324,7 +332,9 @@ class ClassifierModule(L.LightningModule):
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
+        if self._log_epoch("test"):
+            self.log("test/n_samples", self.test_count.compute().float(), sync_dist=True)
+        self.test_count.reset()
 
     # --- optimization --------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -352,3 +362,12 @@ class ClassifierModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["mnistlab_config"] = self.run_config
         checkpoint["mnistlab_class_names"] = self.class_names
+        # what a resumed run needs beyond Lightning's own state (weights, optimizer, loops)
+        checkpoint["mnistlab_rng"] = rng_state()
+        if self.val_acc_best.update_called:
+            checkpoint["mnistlab_val_acc_best"] = float(self.val_acc_best.compute())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "mnistlab_rng" in checkpoint:
+            set_rng_state(checkpoint["mnistlab_rng"])
+        self._resumed_best = checkpoint.get("mnistlab_val_acc_best")

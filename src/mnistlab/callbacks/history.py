@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+
+from mnistlab.files import write_csv
 
 
 class EpochHistory(L.Callback):
@@ -17,7 +18,8 @@ class EpochHistory(L.Callback):
     A row is complete only after the module's own epoch-end hook has logged the
     train metrics, which Lightning runs after the callbacks' hook; so the row of
     epoch *e* is written when epoch *e + 1* starts, and the last one when training ends.
-    The file is rewritten each epoch, so a crash keeps the epochs already done.
+    The file is rewritten each epoch, so a crash keeps the epochs already done. The rows are
+    also saved in checkpoints, so a resumed run's history holds every epoch once.
     """
 
     def __init__(self, dirpath: str | Path) -> None:
@@ -25,6 +27,26 @@ class EpochHistory(L.Callback):
         self.rows: list[dict[str, Any]] = []
         self._pending: dict[str, Any] | None = None
         self._epoch_start = 0.0
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rows up to the checkpoint. A checkpoint saved at the end of an epoch (after the
+        module logged the epoch's train metrics) completes that epoch's pending row."""
+        rows = [dict(r) for r in self.rows]
+        trainer = self._trainer
+        if self._pending is not None and trainer is not None and trainer.fit_loop.epoch_loop.done:
+            row = dict(self._pending)
+            row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 4)
+            row.update(self._epoch_metrics(trainer))
+            rows.append(row)
+        return {"rows": rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(r) for r in state_dict.get("rows", [])]
+        self._pending = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
@@ -40,23 +62,23 @@ class EpochHistory(L.Callback):
             return
         row = self._pending
         row["epoch_time_s"] = round(time.perf_counter() - self._epoch_start, 4)
-        for key, value in sorted(trainer.callback_metrics.items()):
-            if key.startswith(("train/", "val/")):
-                row[key] = float(value)
-        self.rows.append(row)
+        row.update(self._epoch_metrics(trainer))
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         self._pending = None
         if trainer.is_global_zero:
             self.write()
 
+    @staticmethod
+    def _epoch_metrics(trainer: L.Trainer) -> dict[str, float]:
+        return {
+            key: float(value)
+            for key, value in sorted(trainer.callback_metrics.items())
+            if key.startswith(("train/", "val/"))
+        }
+
     def write(self) -> None:
-        fields: list[str] = []
-        for row in self.rows:
-            fields += [k for k in row if k not in fields]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        """Rewrite ``history.csv`` atomically (a kill never leaves half a file)."""
+        write_csv(self.path, self.rows)
 
     def best_epoch(self, monitor: str = "val/acc") -> int | None:
         """First epoch with the highest ``monitor`` (None before any validation)."""
@@ -66,3 +88,8 @@ class EpochHistory(L.Callback):
             if monitor in r and not math.isnan(r[monitor])
         ]
         return -max(scored)[1] if scored else None
+
+    def best_value(self, monitor: str = "val/acc") -> float:
+        """The highest ``monitor`` over the epochs (NaN before any validation)."""
+        values = [r[monitor] for r in self.rows if monitor in r and not math.isnan(r[monitor])]
+        return max(values) if values else math.nan
