@@ -7,12 +7,9 @@ import inspect
 import math
 import os
 import re
-import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.errors import (
@@ -213,23 +210,3 @@ def unwritable_reason(folder: str | os.PathLike) -> str | None:
     except OSError as err:
         return err.strerror or type(err).__name__
     return None
-
-
-class OutputDirCheck(Callback):
-    """Hydra callback: an output folder that cannot be written ends the run with one line
-    before Hydra tries to set up logging in it (Hydra's own error is an OSError traceback)."""
-
-    def _check(self, config: DictConfig, key: str) -> None:
-        folder = OmegaConf.select(config, key, default=None)
-        reason = unwritable_reason(folder) if folder else None
-        if reason:
-            sys.exit(
-                f"error: {key}={folder} cannot be written ({reason}); "
-                f"point {key} at a writable folder, e.g. {key}=outputs/my_run"
-            )
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.run.dir")
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, "hydra.sweep.dir")
