@@ -4,13 +4,17 @@
     python train.py -m model=mlp,cnn optimizer=adam,sgd
     python train.py -m experiment=depth
 
-Everything happens in src/mnistlab/train.py; configs live in conf/.
+Everything happens in src/mnistlab/run.py; configs live in conf/. A multirun with a
+failed job exits with status 1 after its report.
 """
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from mnistlab.config import register_resolvers
+from mnistlab.report.hydra_callback import sweep_exit_status
 from mnistlab.run import run
 
 register_resolvers()
@@ -23,3 +27,4 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     main()
+    sys.exit(sweep_exit_status())

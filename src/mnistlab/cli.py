@@ -40,9 +40,11 @@ def train() -> None:
     import hydra
 
     from mnistlab.config import register_resolvers
+    from mnistlab.report.hydra_callback import sweep_exit_status
     from mnistlab.run import run
 
     register_resolvers()
     if not any(a.startswith("hydra.job.name=") for a in sys.argv[1:]):
         sys.argv.insert(1, "hydra.job.name=train")  # as `python train.py` names its job and log
     hydra.main(version_base="1.3", config_path=str(conf), config_name="train")(run)()
+    sys.exit(sweep_exit_status())  # 1 after a multirun with a failed job
