@@ -22,6 +22,7 @@ def test_wandb_is_offline_unless_configured(no_wandb_env, tmp_path, monkeypatch)
     assert logger._wandb_init["mode"] == "offline" and logger._offline
     assert logger._wandb_init["group"] == "g"
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setattr("mnistlab.loggers.wandb_unreachable", lambda: None)  # as if online
     online = wandb_logger(project="p", save_dir=str(tmp_path))
     assert online._wandb_init["mode"] == "online"
     assert "x" * 40 not in repr(online._wandb_init)  # the key is read by wandb itself, never passed

@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
+import socket
+import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+#: seconds the W&B server may take to accept a connection before a run logs offline instead
+WANDB_PROBE_TIMEOUT_S = 3.0
+
+log = logging.getLogger("mnistlab")
+
+
+def wandb_base_url() -> str:
+    """The W&B server wandb would talk to: ``$WANDB_BASE_URL``, the host of ``wandb login
+    --host``, or wandb's default."""
+    try:
+        import wandb
+
+        settings = wandb.Settings()
+        settings.update_from_system_settings()
+        settings.update_from_env_vars(dict(os.environ))
+        return str(settings.base_url)
+    except Exception:  # another wandb version: the environment, then the classic default
+        return os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+
+
+def wandb_unreachable(timeout: float = WANDB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the W&B server (:func:`wandb_base_url`) cannot be reached, or None when it can.
+
+    One TCP connection, name lookup included, bounded by ``timeout`` seconds: wandb's own
+    start waits minutes without a network, then fails the run.
+    """
+    url = urlparse(wandb_base_url())
+    host = url.hostname or "api.wandb.ai"
+    port = url.port or (80 if url.scheme == "http" else 443)
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except OSError as err:
+            outcome.append(err.strerror or str(err) or type(err).__name__)
+
+    probe = threading.Thread(target=connect, daemon=True)  # a hung name lookup is left behind
+    probe.start()
+    probe.join(timeout)
+    if not outcome:
+        return f"{host}:{port} did not answer within {timeout:g} s"
+    return f"{host}:{port}: {outcome[0]}" if outcome[0] else None
 
 
 def wandb_configured() -> bool:
@@ -43,6 +91,14 @@ def wandb_logger(
         )
     if mode == "auto":
         mode = os.environ.get("WANDB_MODE") or ("online" if wandb_configured() else "offline")
+    if mode == "online" and (reason := wandb_unreachable()):
+        log.warning(
+            "W&B is not reachable (%s): logging offline to %s/wandb; upload later with "
+            "`wandb sync`",
+            reason,
+            kwargs.get("save_dir", "."),
+        )
+        mode = "offline"
     os.makedirs(kwargs.get("save_dir", "."), exist_ok=True)
     logger = WandbLogger(offline=mode == "offline", mode=mode, **kwargs)
     logger.mnistlab_watch = watch
