@@ -254,9 +254,12 @@ def _sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 @requires_data
 def test_real_sweep_with_a_failing_job_ends_in_a_report(tmp_path):
-    """3 jobs on the joblib launcher, one with an activation that fails at build time."""
+    """3 jobs on the joblib launcher, one with an activation that fails at build time: the
+    report is written, then the command says which job failed and exits with status 1."""
     result = _sweep(tmp_path, "launcher=joblib", "model.activation=relu,tanh,bogus")
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 1, result.stderr[-3000:]
+    (failed,) = tmp_path.glob("2_*")
+    assert result.stderr.strip().splitlines()[-1] == f"1 of 3 jobs failed: {failed.name}"
     with open(tmp_path / "summary.csv") as f:
         rows = {r["model.activation"]: r for r in csv.DictReader(f)}
     assert rows["relu"]["status"] == "ok" and rows["tanh"]["status"] == "ok"
