@@ -160,6 +160,24 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(
     assert "drop ckpt_path to start a new run" in message
 
 
+def test_testing_an_earlier_checkpoint_keeps_the_whole_history(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    from mnistlab.callbacks.history import EpochHistory
+
+    history = EpochHistory(tmp_path)
+    history.rows = [{"epoch": e, "val/acc": 0.5} for e in range(3)]
+    best = {"rows": history.rows[:2]}  # best.ckpt was saved after epoch 1
+    history._trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.TESTING))
+    history.load_state_dict(best)  # trainer.test(ckpt_path=best.ckpt) restores callbacks too
+    assert len(history.rows) == 3
+    history._trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING))
+    history.load_state_dict(best)  # trainer.fit(ckpt_path=...) resumes from it
+    assert len(history.rows) == 2
+
+
 def test_ckpt_path_is_a_config_key(make_config) -> None:
     assert make_config().ckpt_path is None
     assert make_config("ckpt_path=/x/last.ckpt").ckpt_path == "/x/last.ckpt"

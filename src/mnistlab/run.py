@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 import time
 import traceback
@@ -14,6 +15,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.callbacks.history import EpochHistory
@@ -24,7 +26,6 @@ from mnistlab.files import write_json
 from mnistlab.jobs import decided_by_rank_zero, is_follower, job_devices
 from mnistlab.loggers import flat_config, log_config, log_final, watch_model
 from mnistlab.resume import (
-    FINISHED,
     FolderTaken,
     check_checkpoint_fits,
     config_id,
@@ -214,7 +215,7 @@ def _is_multirun() -> bool:
 
 
 def _job_label() -> str:
-    """``job 3 (model=mlp,seed=1)`` in a sweep, ``this run`` otherwise."""
+    """``job 3_model=mlp,seed=1`` (its folder) in a sweep, ``this run`` otherwise."""
     if not _is_multirun():
         return "this run"
     runtime = HydraConfig.get().runtime
@@ -244,6 +245,11 @@ def run(cfg: DictConfig) -> float | None:
         if writer:
             print_config_tree(cfg, save_to=out / "config_tree.log")
         metrics = train(cfg)
+    except SIGTERMException:  # Lightning's answer to SIGTERM (kill, a scheduler): exits 0
+        log.warning(
+            "%s was stopped (SIGTERM) before it finished; %s", _job_label(), _resume_hint(out)
+        )
+        raise SystemExit(128 + signal.SIGTERM) from None  # the shell's status of a TERM kill
     except MnistlabError as err:
         log.error("%s", err)
         if writer and not isinstance(err, FolderTaken):  # never overwrite a finished result
@@ -273,6 +279,12 @@ def run(cfg: DictConfig) -> float | None:
     return float(value) if value is not None else None
 
 
+def _resume_hint(out: Path) -> str:
+    if _is_multirun():
+        return "run the same command again to continue it from its last.ckpt"
+    return f"continue it with the same overrides and ckpt_path={out / 'checkpoints' / 'last.ckpt'}"
+
+
 def _divergence(metrics: dict[str, Any]) -> str:
     info = metrics.get("diverged") or {}
     return f"train/loss={info.get('loss')} at epoch {info.get('epoch')}, step {info.get('step')}"
@@ -281,7 +293,6 @@ def _divergence(metrics: dict[str, Any]) -> str:
 def _skipped(cfg: DictConfig, metrics: dict[str, Any]) -> float | None:
     """A job found finished: say so, leave its files alone, hand its value to the sweeper."""
     status = metrics.get("status")
-    assert status in FINISHED
     acc = metrics.get("test/acc")
     shown = f", test/acc {acc:.4f}" if isinstance(acc, (int, float)) else ""
     log.info("%s finished before (status %s%s): skipped", _job_label(), status, shown)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 
 from mnistlab.files import write_csv
 
@@ -45,6 +46,11 @@ class EpochHistory(L.Callback):
         return {"rows": rows}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Rows of a checkpoint a fit resumes from. Lightning also restores callbacks when it
+        tests a checkpoint (best.ckpt): the history of the whole run stays then."""
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn != TrainerFn.FITTING:
+            return
         self.rows = [dict(r) for r in state_dict.get("rows", [])]
         self._pending = None
 
