@@ -128,7 +128,7 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(
         "trainer.enable_progress_bar=false",
         "regularization=dropout",
         "augmentation=affine",
-        "logger=none",
+        "logger=csv",
         "callbacks=model_checkpoint",
         "+callbacks.kill._target_=test_sweeps.KillAtEpoch",
     ]
@@ -150,6 +150,8 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(
     assert "resuming from" in caplog.text
     assert (run_dir / "history.csv").read_text().count("\n") == 4  # header + epochs 0, 1, 2
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    csv_log = "csv/metrics.csv"  # Lightning's logger file keeps the epochs before the resume too
+    assert (run_dir / csv_log).read_text() == (tmp_path / "straight" / csv_log).read_text()
 
     other = compose_config([*overrides, "model.hidden_sizes=[64]", f"ckpt_path={last}"], run_dir)
     with pytest.raises(ConfigError) as info:

@@ -148,6 +148,26 @@ def flat_config(cfg: Any) -> dict[str, Any]:
     return flat
 
 
+def continue_csv_logs(loggers: list[Any]) -> None:
+    """A resumed run appends to its ``csv/metrics.csv``. Lightning's CSV writer deletes the
+    file it finds (a new experiment in an old folder) and would then write the new session's
+    rows only: the rows of the epochs before the resume are put back, with their columns."""
+    import csv
+
+    from lightning.fabric.loggers.csv_logs import _ExperimentWriter
+    from lightning.pytorch.loggers import CSVLogger
+
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger) or logger._experiment is not None:
+            continue
+        path = Path(logger.log_dir) / _ExperimentWriter.NAME_METRICS_FILE
+        earlier = path.read_text() if path.is_file() else ""
+        writer = logger.experiment  # created now: removes the file
+        if earlier and isinstance(writer, _ExperimentWriter):
+            path.write_text(earlier)
+            writer.metrics_keys = list(next(csv.reader(earlier.splitlines()), []))
+
+
 def log_config(loggers: list[Any], params: dict[str, Any]) -> None:
     """Give every logger but TensorBoard the flat config now (TensorBoard gets it at the end,
     with the final metrics: its HParams tab needs both in one summary)."""

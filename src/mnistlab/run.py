@@ -24,7 +24,13 @@ from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.factory import build, build_callbacks, build_loggers, build_trainer
 from mnistlab.files import write_json
 from mnistlab.jobs import decided_by_rank_zero, is_follower, job_devices
-from mnistlab.loggers import flat_config, log_config, log_final, watch_model
+from mnistlab.loggers import (
+    continue_csv_logs,
+    flat_config,
+    log_config,
+    log_final,
+    watch_model,
+)
 from mnistlab.resume import (
     FolderTaken,
     check_checkpoint_fits,
@@ -96,6 +102,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     history = EpochHistory(out)
     pruning = trial_pruning()  # a trial of an Optuna search: report val/acc per epoch, maybe stop
     loggers = build_loggers(cfg)
+    if resume:
+        continue_csv_logs(loggers)
     params = flat_config(cfg)
     log_config(loggers, params)
     watch_model(loggers, module.net)
