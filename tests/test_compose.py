@@ -223,6 +223,22 @@ def test_regularization_presets_set_their_knobs() -> None:
     assert compose_config(["optimizer=sgd", "regularization=l2"]).optimizer.weight_decay == 5e-4
 
 
+def test_regularization_none_switches_the_defaults_off_and_presets_stand_alone() -> None:
+    default = compose_config(["model=cnn"])
+    assert default.module.label_smoothing == 0.1 and default.optimizer.weight_decay == 0.05
+    assert default.model.dropout == 0.25
+    for preset in ["none", "dropout", "l1", "l2", "batchnorm", "label_smoothing", "early_stopping"]:
+        cfg = compose_config(["model=cnn", f"regularization={preset}"])
+        knobs = {
+            "label_smoothing": cfg.module.label_smoothing,
+            "l1": cfg.module.l1,
+            "dropout": cfg.model.dropout,
+            "l2": cfg.optimizer.weight_decay,
+        }
+        on = {name for name, value in knobs.items() if value}
+        assert on == ({preset} & set(knobs)), f"regularization={preset} leaves {on} on"
+
+
 def test_schedulers_fill_in_the_run_length() -> None:
     from mnistlab.optim import build_scheduler
 

@@ -6,12 +6,14 @@ import pytest
 import torch
 from conftest import requires_data
 from torchvision import datasets
+from torchvision.transforms.v2 import functional as TF
 
 from mnistlab.data import (
     InMemoryBatches,
     MNISTDataModule,
     RandomAffine,
     RandomErasing,
+    RandomGaussianBlur,
     RandomHorizontalFlip,
 )
 from mnistlab.data.augment import BatchAugmentation, ElasticDistortion
@@ -140,6 +142,7 @@ def _same_image_batch(n: int = 16) -> torch.Tensor:
         ElasticDistortion(alpha=34, sigma=4),
         RandomErasing(p=1.0, scale=(0.05, 0.2)),
         RandomHorizontalFlip(p=0.5),
+        RandomGaussianBlur(sigma=(0.1, 2.0), p=1.0),
     ],
     ids=lambda t: type(t).__name__,
 )
@@ -167,6 +170,40 @@ def test_affine_identity_and_known_translation() -> None:
     moved = shift.apply(batch, params)
     assert torch.allclose(moved[0, :, :, 3:], batch[0, :, :, :-3], atol=1e-5)  # 3 px to the right
     assert torch.allclose(moved[1], batch[1], atol=1e-5)
+
+
+def test_blur_matches_torchvision_per_sample_and_keeps_unchosen_images() -> None:
+    image = torch.zeros(1, 28, 28)
+    image[:, 8:20, 12:15] = 1.0  # a stroke well inside the frame: no padding effects
+    image[:, 8:11, 12:18] = 0.5
+    batch = image.expand(8, 1, 28, 28) * torch.linspace(0.2, 1.0, 8)[:, None, None, None]
+    blur = RandomGaussianBlur(sigma=(0.3, 1.5), p=0.5)
+    params = blur.sample(8, 28, 28, torch.Generator().manual_seed(3))
+    assert params["apply"].any() and not params["apply"].all()
+    out = blur.apply(batch, params)
+    assert blur.kernel_size == 11  # +-3 sigma of the largest sigma, 1.5 px
+    for i in range(8):
+        if params["apply"][i]:  # torchvision's blur at this sample's own sigma
+            sigma, size = float(params["sigma"][i]), blur.kernel_size
+            expected = TF.gaussian_blur(batch[i], kernel_size=[size, size], sigma=[sigma, sigma])
+            torch.testing.assert_close(out[i], expected, atol=1e-6, rtol=0)
+        else:
+            assert torch.equal(out[i], batch[i])
+    assert torch.allclose(out.sum(dim=(1, 2, 3)), batch.sum(dim=(1, 2, 3)), rtol=1e-5)  # ink kept
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sigma": (1.0, 0.5)}, r"blur sigma=\[1.0, 0.5\] must be \[low, high\] with low <= high"),
+        ({"sigma": (0.0, 1.0)}, r"blur sigma\[0\]=0.0"),
+        ({"kernel_size": 4}, r"blur kernel_size=4 must be odd"),
+        ({"p": 1.5}, r"blur p=1.5"),
+    ],
+)
+def test_blur_refuses_bad_settings(kwargs, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RandomGaussianBlur(**kwargs)
 
 
 def test_flip_is_refused_for_digits() -> None:

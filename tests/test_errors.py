@@ -150,7 +150,7 @@ CATALOGUE = [
     ),
     (
         "+optimizer.lrr=0.1",
-        "optimizer.lrr is not an option of torch.optim.Adam; valid keys: lr, betas, eps, weight_decay",
+        "optimizer.lrr is not an option of torch.optim.AdamW; valid keys: lr, betas, eps, weight_decay, amsgrad",
     ),
     ("cpu_threads=0", "cpu_threads=0 must be a whole number >= 1 or null"),
     ("model.hidden_sizes=[]", "model.hidden_sizes=[] leaves no hidden layer; use model=softmax"),

@@ -12,7 +12,13 @@ from hydra import compose, initialize_config_dir
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from mnistlab.classifier_module import ClassifierModule
-from mnistlab.data import InMemoryBatches, RandomAffine, RandomErasing, RandomHorizontalFlip
+from mnistlab.data import (
+    InMemoryBatches,
+    RandomAffine,
+    RandomErasing,
+    RandomGaussianBlur,
+    RandomHorizontalFlip,
+)
 from mnistlab.data.augment import BatchAugmentation, ElasticDistortion
 from mnistlab.errors import ConfigError
 from mnistlab.factory import build
@@ -77,6 +83,7 @@ TRANSFORMS = [
     ElasticDistortion(alpha=20.0, sigma=3.0, p=0.5),
     RandomErasing(p=0.5),
     RandomHorizontalFlip(p=0.5),
+    RandomGaussianBlur(sigma=(0.1, 1.0), p=0.5),
 ]
 
 

@@ -54,7 +54,7 @@ def test_same_config_and_seed_give_identical_metrics(make_config, data_root) -> 
         f"data.root={data_root}",
         "model=cnn",
         "model.channels=[8,16]",
-        "augmentation=affine",
+        "augmentation=affine_blur",  # per-sample warp and blur, both seeded
         "regularization=dropout",
         *QUICK,
         "trainer.max_epochs=2",

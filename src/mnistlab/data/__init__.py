@@ -4,6 +4,7 @@ from mnistlab.data.augment import (
     BatchAugmentation,
     RandomAffine,
     RandomErasing,
+    RandomGaussianBlur,
     RandomHorizontalFlip,
 )
 from mnistlab.data.datamodule import DATASETS, DatasetSpec, MNISTDataModule
@@ -17,5 +18,6 @@ __all__ = [
     "MNISTDataModule",
     "RandomAffine",
     "RandomErasing",
+    "RandomGaussianBlur",
     "RandomHorizontalFlip",
 ]

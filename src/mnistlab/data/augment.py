@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from mnistlab.errors import ConfigError, in_range, positive_int, positive_number
+
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator) * (high - low) + low
@@ -206,6 +208,65 @@ class RandomErasing(BatchTransform):
             & p["apply"][:, None, None]
         )
         return images.masked_fill(mask[:, None], self.value)
+
+
+class RandomGaussianBlur(BatchTransform):
+    """Gaussian blur with a sigma drawn per sample: a softer or thicker stroke, as from another pen or scan.
+
+    Like torchvision's ``GaussianBlur(kernel_size, sigma=(low, high))``, but every image
+    draws its own sigma (uniform in ``sigma``, pixels). The separable kernel spans +-3
+    sigma of the largest sigma unless ``kernel_size`` (odd) is given; images that are not
+    chosen (``p``) pass through unchanged. Zero padding: the background of both data sets.
+    """
+
+    def __init__(
+        self,
+        sigma: Sequence[float] = (0.1, 1.0),
+        p: float = 0.5,
+        kernel_size: int | None = None,
+    ) -> None:
+        low, high = _pair(sigma, symmetric=False)
+        positive_number(low, "augmentation blur sigma[0]", " (pixels)")
+        if high < low:
+            raise ConfigError(
+                f"augmentation blur sigma={[low, high]} must be [low, high] with low <= high"
+            )
+        self.sigma = (low, high)
+        self.p = in_range(p, "augmentation blur p", 0.0, 1.0, high_inclusive=True)
+        if kernel_size is None:
+            kernel_size = 2 * math.ceil(3 * high) + 1
+        if positive_int(kernel_size, "augmentation blur kernel_size") % 2 == 0:
+            raise ConfigError(
+                f"augmentation blur kernel_size={kernel_size} must be odd (a centred kernel), e.g. 7, "
+                "or null for +-3 sigma"
+            )
+        self.kernel_size = kernel_size
+
+    def sample(self, batch_size: int, height: int, width: int, generator: torch.Generator) -> dict:
+        return {
+            "sigma": _uniform(batch_size, *self.sigma, generator),
+            "apply": torch.rand(batch_size, generator=generator) < self.p,
+        }
+
+    def kernels(self, params: dict) -> torch.Tensor:
+        """One normalized 1-D kernel per sample, shape (B, kernel_size); a unit impulse if not chosen."""
+        radius = self.kernel_size // 2
+        x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        sigma = params["sigma"][:, None]
+        kernel = torch.exp(-(x**2) / (2 * sigma**2))
+        kernel = kernel / kernel.sum(dim=1, keepdim=True)
+        impulse = (x == 0).float().expand_as(kernel)
+        return torch.where(params["apply"][:, None], kernel, impulse)
+
+    def apply(self, images: torch.Tensor, params: dict) -> torch.Tensor:
+        b, c, h, w = images.shape
+        radius = self.kernel_size // 2
+        # every (sample, channel) plane is its own group of a depthwise conv
+        kernel = self.kernels(params).to(images.device, images.dtype).repeat_interleave(c, dim=0)
+        planes = images.reshape(1, b * c, h, w)
+        planes = F.conv2d(planes, kernel.view(b * c, 1, 1, -1), padding=(0, radius), groups=b * c)
+        planes = F.conv2d(planes, kernel.view(b * c, 1, -1, 1), padding=(radius, 0), groups=b * c)
+        return planes.view(b, c, h, w)
 
 
 class RandomHorizontalFlip(BatchTransform):
