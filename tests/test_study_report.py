@@ -36,9 +36,10 @@ def fake_job(
     val: float,
     config: dict | None = None,
     epochs: int = 3,
-    best_epoch: int = 2,
+    best_epoch: int = 3,
 ) -> Path:
-    """A finished job folder: overrides, composed config, metrics.json and history.csv."""
+    """A finished job folder: overrides, composed config, metrics.json and history.csv
+    (epochs 1..n, as the lab numbers them; history row e is epoch e + 1)."""
     job = root / f"{num}_job"
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
@@ -54,7 +55,7 @@ def fake_job(
         job / "history.csv",
         [
             {
-                "epoch": e,
+                "epoch": e + 1,
                 "lr": 0.1 / (e + 1),
                 "train/acc": val - 0.1 * (epochs - 1 - e) + 0.02 * (e + 1),
                 "train/loss": 1 - val,
@@ -150,10 +151,10 @@ def test_dead_units_sentence_and_table(tmp_path):
     # relu: layer 1 dead 10% at init, 50%/60% (seeds) at the end; layer 2: 0% -> 20%/40%
     for seed, (d1, d2) in enumerate([(0.5, 0.2), (0.6, 0.4)], start=1):
         job = fake_job(
-            tmp_path, seed, ["model.activation=relu", f"seed={seed}"], 0.9, spec, best_epoch=0
+            tmp_path, seed, ["model.activation=relu", f"seed={seed}"], 0.9, spec, best_epoch=1
         )
         rows = []
-        for epoch, (a, b) in {-1: (0.1, 0.0), 0: (0.3, 0.1), 1: (d1, d2)}.items():
+        for epoch, (a, b) in {0: (0.1, 0.0), 1: (0.3, 0.1), 2: (d1, d2)}.items():
             rows += [
                 {"epoch": epoch, "layer": "net.act1", "kind": "relu", "units": 4, "dead_fraction": a, "saturated_fraction": ""},
                 {"epoch": epoch, "layer": "net.act2", "kind": "relu", "units": 4, "dead_fraction": b, "saturated_fraction": ""},
@@ -161,7 +162,7 @@ def test_dead_units_sentence_and_table(tmp_path):
         _csv(job / "artifacts" / "diagnostics" / "activation_stats.csv", rows)
     study = build_study(analyze(collect(tmp_path)))
     assert study is not None and study.question == "Q?"
-    # end: layer means 55% and 30% -> 42.5%; init (10 + 0) / 2 = 5%; best epoch 0: (30 + 10) / 2
+    # end: layer means 55% and 30% -> 42.5%; init (10 + 0) / 2 = 5%; best epoch 1: (30 + 10) / 2
     assert study.answer.sentences == [
         "(all jobs): 42.5% of hidden units dead at the end (mean over 2 layers and 2 seeds; 5.0% at "
         "initialization, 20.0% at the best epoch); most in net.act1 (55.0%)."
@@ -189,7 +190,7 @@ def test_grad_norm_ratios_early_and_over_the_run(tmp_path):
         job = fake_job(tmp_path, seed, ["model.activation=sigmoid", f"seed={seed}"], 0.5, spec)
         # first layer 0.01 for steps 0, 10, then 1.0; last layer always 1.0
         rows = [
-            {"step": s, "epoch": 0, "l1": 0.01 if s < 20 else 1.0, "l2": 1.0}
+            {"step": s, "epoch": 1, "l1": 0.01 if s < 20 else 1.0, "l2": 1.0}
             for s in (0, 10, 20, 30)
         ]
         _csv(job / "artifacts" / "diagnostics" / "grad_norms.csv", rows)
@@ -232,9 +233,9 @@ def test_metric_vs_lr_names_best_and_worst(tmp_path):
 def test_gap_at_the_best_epoch(tmp_path):
     spec = _config({"kind": "gap"})
     for seed in (1, 2):
-        fake_job(tmp_path, seed, ["regularization=none", f"seed={seed}"], 0.9, spec, best_epoch=1)
+        fake_job(tmp_path, seed, ["regularization=none", f"seed={seed}"], 0.9, spec, best_epoch=2)
     study = build_study(analyze(collect(tmp_path)))
-    # train - val = 0.02 * (epoch + 1): 4 points at epoch index 1, 6 at the end
+    # train - val = 0.02 * epoch: 4 points at the best epoch 2, 6 at the end (epoch 3)
     assert study.answer.sentences == [
         "(all jobs): train accuracy is 4.00 points above validation at the best epoch (6.00 at the end)."
     ]
@@ -277,10 +278,10 @@ def test_losses_of_two_objectives_never_share_an_axis(tmp_path):
 def _diagnostics(job: Path) -> None:
     """Every diagnostic file any study reads, with plausible numbers."""
     diag = job / "artifacts" / "diagnostics"
-    _csv(diag / "grad_norms.csv", [{"step": s, "epoch": 0, "a": 0.1, "b": 1.0} for s in (0, 10)])
+    _csv(diag / "grad_norms.csv", [{"step": s, "epoch": 1, "a": 0.1, "b": 1.0} for s in (0, 10)])
     _csv(
         diag / "activation_stats.csv",
-        [{"epoch": e, "layer": "act1", "kind": "relu", "units": 4, "dead_fraction": 0.25, "saturated_fraction": ""} for e in (-1, 0, 1)],
+        [{"epoch": e, "layer": "act1", "kind": "relu", "units": 4, "dead_fraction": 0.25, "saturated_fraction": ""} for e in (0, 1, 2)],
     )  # fmt: skip
     _csv(
         diag / "neuron_grads.csv",

@@ -252,7 +252,7 @@ class ClassifierModule(L.LightningModule):
             else float("nan")
         )
         self.diverged = {
-            "epoch": self.current_epoch,
+            "epoch": self.current_epoch + 1,  # the lab's numbering: 1 = the first epoch
             "step": self.global_step,
             "loss": float(loss),
             "lr": lr,
@@ -262,7 +262,7 @@ class ClassifierModule(L.LightningModule):
             "Lower optimizer.lr, add a warm-up (scheduler=warmup_cosine) or clip gradients "
             "(trainer.gradient_clip_val=1.0).",
             float(loss),
-            self.current_epoch,
+            self.current_epoch + 1,
             self.global_step,
             lr,
         )

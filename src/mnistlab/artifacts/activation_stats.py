@@ -114,7 +114,7 @@ class ActivationStats(Diagnostic):
     """Measures :func:`activation_statistics` on fixed validation images, before training and every few epochs.
 
     Writes ``activation_stats.csv`` (epoch, layer, kind, units, dead_fraction,
-    saturated_fraction, negative_fraction; epoch -1 = at initialization),
+    saturated_fraction, negative_fraction; epoch 0 = at initialization, 1 = after the first epoch),
     ``activation_stats.json`` (the last measurement), ``activation_stats.png``
     (dead / saturated fraction per layer over epochs) and ``activation_hist.png``
     (histogram of each layer's outputs, at initialization and at the end).
@@ -154,11 +154,11 @@ class ActivationStats(Diagnostic):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.history = []
         if not self.skip(trainer):
-            self._measure(trainer, pl_module, -1)
+            self._measure(trainer, pl_module, 0)  # epoch 0: the initialization
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.skip(trainer) and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._measure(trainer, pl_module, trainer.current_epoch)
+            self._measure(trainer, pl_module, trainer.current_epoch + 1)  # the epoch just done
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.skip(trainer) or not self.history or not self.history[-1][1]:
@@ -179,7 +179,7 @@ class ActivationStats(Diagnostic):
 def plot_fractions(history: list[tuple[int, list[LayerActivations]]], path: Path) -> None:
     layers = history[-1][1]
     fig, (ax,) = grid_figure(1, size=(6.5, 4.0))
-    epochs = [e + 1 for e, _ in history]  # 0 = at initialization
+    epochs = [e for e, _ in history]  # 0 = at initialization
     for i, (layer, color) in enumerate(zip(layers, depth_colors(len(layers)), strict=True)):
         dead = layer.dead_fraction is not None
         values = [

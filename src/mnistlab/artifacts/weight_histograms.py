@@ -81,17 +81,18 @@ class WeightHistograms(Diagnostic):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows, self.samples = [], {}
         if not self.skip(trainer):
-            self._snapshot(pl_module, "init", -1)
+            self._snapshot(pl_module, "init", 0)  # epoch 0: the initialization
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         n = self.every_n_epochs
         if not self.skip(trainer) and n and (trainer.current_epoch + 1) % n == 0:
-            self._snapshot(pl_module, f"epoch{trainer.current_epoch}", trainer.current_epoch)
+            epoch = trainer.current_epoch + 1  # the epoch just done, 1 = the first
+            self._snapshot(pl_module, f"epoch{epoch}", epoch)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.skip(trainer) or "init" not in self.samples:
             return
-        self._snapshot(pl_module, "end", trainer.current_epoch)
+        self._snapshot(pl_module, "end", trainer.current_epoch)  # = epochs completed by now
         out = self.out_dir(trainer)
         write_csv(out / "weight_stats.csv", self.rows)
         plot_weight_histograms(

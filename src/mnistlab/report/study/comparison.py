@@ -163,7 +163,7 @@ def answer_seed_spread(analysis: Analysis, spec: dict[str, Any]) -> Answer:
                     str(job.seed),
                     _fmt_mean(job.metric(analysis.metric), analysis.metric),
                     _fmt_mean(job.metric("test/acc"), "test/acc"),
-                    "—" if best is None else str(best + 1),
+                    "—" if best is None else str(best),
                 ]
             )
     if rows:

@@ -29,7 +29,7 @@ from mnistlab.report.study.common import (
 
 
 def _unit_fractions(job: Job) -> dict[str, dict[int, tuple[str, str, float]]]:
-    """layer -> epoch -> (kind, measure, fraction) from ``activation_stats.csv`` (epoch -1 = init)."""
+    """layer -> epoch -> (kind, measure, fraction) from ``activation_stats.csv`` (epoch 0 = init)."""
     found: dict[str, dict[int, tuple[str, str, float]]] = {}
     for row in _read_csv(job.path / DIAGNOSTICS / "activation_stats.csv"):
         dead, saturated = _num(row.get("dead_fraction")), _num(row.get("saturated_fraction"))
@@ -43,8 +43,8 @@ def _unit_fractions(job: Job) -> dict[str, dict[int, tuple[str, str, float]]]:
 
 def _at(epochs: dict[int, tuple[str, str, float]], phase: str, best: int | None) -> float:
     if phase == "init":
-        return epochs[-1][2] if -1 in epochs else math.nan
-    trained = sorted(e for e in epochs if e >= 0)
+        return epochs[0][2] if 0 in epochs else math.nan
+    trained = sorted(e for e in epochs if e >= 1)
     if not trained:
         return math.nan
     if phase == "end":

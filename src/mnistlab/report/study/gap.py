@@ -46,8 +46,8 @@ def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
             n = min(len(train), len(val))
             gap = train[:n] - val[:n]
             gaps.append(gap)
-            best = _best_epoch(job)
-            best = best if best is not None and best < n else int(np.nanargmax(val[:n]))
+            best = _best_epoch(job)  # 1 = the first epoch = history row 0
+            best = best - 1 if best is not None and 1 <= best <= n else int(np.nanargmax(val[:n]))
             at_best.append(float(gap[best]))
             at_end.append(float(gap[-1]))
             train_best.append(float(train[best]))
