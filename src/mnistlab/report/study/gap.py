@@ -89,8 +89,8 @@ def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
     answer.figures.append(
         (
             "study_gap",
-            "Train minus validation accuracy per epoch, one shared axis (accuracy, not loss: "
-            "the train loss includes penalties such as L1, the validation loss does not). "
+            "Train minus validation accuracy per epoch, one shared axis (train/loss is the data "
+            "loss without the L1 term, as val/loss; its gap is in the generic figures below). "
             "train/acc is the running average over each epoch, with dropout and augmentation on.",
             fig,
         )
