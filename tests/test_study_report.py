@@ -146,28 +146,43 @@ def test_hyperparameters_that_differ_between_groups_reach_table_and_csv(tmp_path
 # --- answers with known numbers --------------------------------------------------------------
 
 
+def _activation_json(job: Path, phases: dict[str, tuple[int, list[float]]], kind="relu") -> None:
+    """``activation_stats.json`` as the diagnostic writes it: per phase its epoch and layers."""
+    field = "dead_fraction" if kind == "relu" else "saturated_fraction"
+    other = "saturated_fraction" if kind == "relu" else "dead_fraction"
+    data = {
+        phase: {"epoch": epoch, "layers": [
+            {"layer": f"net.act{i + 1}", "kind": kind, "units": 4, field: v, other: None}
+            for i, v in enumerate(values)
+        ]}
+        for phase, (epoch, values) in phases.items()
+    }  # fmt: skip
+    path = job / "artifacts" / "diagnostics" / "activation_stats.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tested": "best", **data}))
+
+
 def test_dead_units_sentence_and_table(tmp_path):
     spec = _config({"kind": "dead_units"})
-    # relu: layer 1 dead 10% at init, 50%/60% (seeds) at the end; layer 2: 0% -> 20%/40%
+    # relu: layer 1 dead 10% at init, 30% on the best checkpoint (epoch 1), 50%/60% (seeds) at
+    # the end (epoch 3); layer 2: 0% -> 10% -> 20%/40%
     for seed, (d1, d2) in enumerate([(0.5, 0.2), (0.6, 0.4)], start=1):
         job = fake_job(
             tmp_path, seed, ["model.activation=relu", f"seed={seed}"], 0.9, spec, best_epoch=1
         )
-        rows = []
-        for epoch, (a, b) in {0: (0.1, 0.0), 1: (0.3, 0.1), 2: (d1, d2)}.items():
-            rows += [
-                {"epoch": epoch, "layer": "net.act1", "kind": "relu", "units": 4, "dead_fraction": a, "saturated_fraction": ""},
-                {"epoch": epoch, "layer": "net.act2", "kind": "relu", "units": 4, "dead_fraction": b, "saturated_fraction": ""},
-            ]  # fmt: skip
-        _csv(job / "artifacts" / "diagnostics" / "activation_stats.csv", rows)
+        _activation_json(
+            job, {"init": (0, [0.1, 0.0]), "best": (1, [0.3, 0.1]), "end": (3, [d1, d2])}
+        )
     study = build_study(analyze(collect(tmp_path)))
     assert study is not None and study.question == "Q?"
-    # end: layer means 55% and 30% -> 42.5%; init (10 + 0) / 2 = 5%; best epoch 1: (30 + 10) / 2
+    # best: (30 + 10) / 2 = 20%; end: layer means 55% and 30% -> 42.5%; init (10 + 0) / 2 = 5%
     assert study.answer.sentences == [
-        "(all jobs): 42.5% of hidden units dead at the end (mean over 2 layers and 2 seeds; 5.0% at "
-        "initialization, 20.0% at the best epoch); most in net.act1 (55.0%)."
+        "(all jobs): 20.0% of hidden units dead in the tested model (best checkpoint, epoch 1), "
+        "42.5% at the end (epoch 3), 5.0% at initialization (mean over 2 layers and 2 seeds); "
+        "most in net.act1 (30.0%)."
     ]
     _, (header, rows) = study.answer.tables[0]
+    assert header[4:] == ["init %", "best %", "end %", "best / end epoch"]
     assert rows[0] == [
         "(all jobs)",
         "net.act1",
@@ -176,12 +191,33 @@ def test_dead_units_sentence_and_table(tmp_path):
         "10.0 ± 0.0",
         "30.0 ± 0.0",
         "55.0 ± 7.1",
+        "1 / 3",
     ]
     md = build_report(tmp_path)["markdown"].read_text()
     assert (
         md.index("## Study:") < md.index("## Ranking")
         and "| net.act2 |" not in md.split("## Ranking")[1]
     )
+
+
+def test_dead_units_name_the_epochs_of_each_seed_and_saturated_units(tmp_path):
+    spec = _config({"kind": "dead_units"})
+    for seed, best in ((1, 2), (2, 4)):
+        job = fake_job(tmp_path, seed, ["model.activation=tanh", f"seed={seed}"], 0.9, spec)
+        _activation_json(
+            job, {"init": (0, [0.0]), "best": (best, [0.2]), "end": (5, [0.4])}, "tanh"
+        )
+    study = build_study(analyze(collect(tmp_path)))
+    assert study.answer.sentences[0].startswith(
+        "(all jobs): 20.0% of hidden units saturated in the tested model (best checkpoint, "
+        "epoch 2-4), 40.0% at the end (epoch 5)"
+    )
+    titles = [ax.get_title() for ax in study.answer.figures[0][2].axes]
+    assert titles == [
+        "at initialization (epoch 0)",
+        "best checkpoint, tested (epoch 2-4)",
+        "end of training (epoch 5)",
+    ]
 
 
 def test_grad_norm_ratios_early_and_over_the_run(tmp_path):
@@ -279,10 +315,7 @@ def _diagnostics(job: Path) -> None:
     """Every diagnostic file any study reads, with plausible numbers."""
     diag = job / "artifacts" / "diagnostics"
     _csv(diag / "grad_norms.csv", [{"step": s, "epoch": 1, "a": 0.1, "b": 1.0} for s in (0, 10)])
-    _csv(
-        diag / "activation_stats.csv",
-        [{"epoch": e, "layer": "act1", "kind": "relu", "units": 4, "dead_fraction": 0.25, "saturated_fraction": ""} for e in (0, 1, 2)],
-    )  # fmt: skip
+    _activation_json(job, {"init": (0, [0.0]), "best": (1, [0.25]), "end": (2, [0.25])})
     _csv(
         diag / "neuron_grads.csv",
         [{"step": s, "layer": "l1", "unit": u, "grad_norm": 0.0} for s in (0, 1) for u in (0, 1)],
