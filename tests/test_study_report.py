@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from test_experiments import sweep_jobs
 
 from mnistlab.report import analyze, build_report, collect
+from mnistlab.report.figures import metric_bars
 from mnistlab.report.render import make_figures
 from mnistlab.report.stats import compare_to_best, comparison_sentence, welch
 from mnistlab.report.study import build_study, objective, trace_verdict
@@ -367,3 +368,15 @@ def test_xavier_is_glorot_with_gain_one_and_xavier_gain_scales_it():
     init_weights(layer, "xavier_gain", "relu")
     assert float(layer.weight.abs().max()) > bound * 1.3  # x sqrt(2) for ReLU
     assert torch.all(layer.bias == 0)
+
+
+@pytest.mark.parametrize(("accuracies", "zoomed"), [((0.10, 0.95), False), ((0.97, 0.98), True)])
+def test_metric_bars_say_zoomed_only_when_the_axis_does_not_start_at_0(
+    tmp_path, accuracies, zoomed
+):
+    for i, acc in enumerate(accuracies):
+        for seed in (1, 2):
+            fake_job(tmp_path, 2 * i + seed, [f"model.activation=a{i}", f"seed={seed}"], acc)
+    ax = metric_bars(analyze(collect(tmp_path), "val/acc_best")).axes[0]
+    assert bool(ax.get_xlim()[0] > 0) is zoomed
+    assert ("axis zoomed" in ax.get_xlabel()) is zoomed
