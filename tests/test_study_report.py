@@ -347,6 +347,11 @@ def test_every_study_gets_its_section(name, tmp_path):
     assert " ".join(question.split()) in section
     assert "**Answer (from the data).**" in section and "%" in section
     assert "](report_files/study_" in section  # at least one study figure
+    # what the lab notebook reads: the same question, answer and figures
+    record = json.loads((root / "study.json").read_text())
+    assert (record["study"], record["question"]) == (name, " ".join(question.split()))
+    assert record["answer"] and record["answer"][0] in section
+    assert all((root / f["file"]).is_file() for f in record["figures"]) and record["figures"]
 
 
 def test_optimizers_share_one_lr_and_the_tuned_preset_keeps_each_default(tmp_path):

@@ -94,12 +94,18 @@ def _sentence(group: Group, units: list[Units], cells: list[dict[str, list[float
     worst = int(np.nanargmax(means["best"])) if not np.isnan(means["best"]).all() else 0
     measure = layers[0][2]
     which = "best checkpoint" if all(u.checkpoint for u in units) else "no checkpoint kept"
+    if all(u.epochs["best"] == u.epochs["end"] for u in units):  # one trained model per job
+        tested = f"({which} = end of training, epoch {_epochs_text(units, 'end')})"
+    else:
+        tested = (
+            f"({which}, epoch {_epochs_text(units, 'best')}), {overall['end']:.1f}% at the "
+            f"end (epoch {_epochs_text(units, 'end')})"
+        )
+    seeds = f"{len(units)} seed{'s' if len(units) != 1 else ''}"
     return (
         f"{short_label(group)}: {overall['best']:.1f}% of hidden units {measure} in the tested "
-        f"model ({which}, epoch {_epochs_text(units, 'best')}), "
-        f"{overall['end']:.1f}% at the end (epoch {_epochs_text(units, 'end')}), "
-        f"{overall['init']:.1f}% at initialization (mean over {len(layers)} layers and "
-        f"{len(units)} seeds); most in {layers[worst][0]} ({means['best'][worst]:.1f}%)."
+        f"model {tested}, {overall['init']:.1f}% at initialization (mean over {len(layers)} "
+        f"layers and {seeds}); most in {layers[worst][0]} ({means['best'][worst]:.1f}%)."
     )
 
 
