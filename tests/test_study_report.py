@@ -274,7 +274,8 @@ def test_gap_at_the_best_epoch(tmp_path):
     study = build_study(analyze(collect(tmp_path)))
     # train - val = 0.02 * epoch: 4 points at the best epoch 2, 6 at the end (epoch 3)
     assert study.answer.sentences == [
-        "(all jobs): train accuracy is 4.00 points above validation at the best epoch (6.00 at the end)."
+        "(all jobs): train accuracy is 4.00 points above validation at the best epoch and 6.00 "
+        "points above it at the end."
     ]
 
 

@@ -28,7 +28,6 @@ ORDER = (
     "schedules", "batch_size", "regularization", "init", "loss", "vanishing_gradients",
     "dead_neurons", "mlp_vs_cnn", "softmax_and_dbsnet", "transfer",
 )  # fmt: skip
-MAX_SENTENCES = 6  # answer sentences shown per study; the rest are in its report
 
 
 def record_study(
@@ -83,7 +82,10 @@ class Entry:
         """``6 jobs (6 finished) · data mnist · 5 epochs · 3 seeds``."""
         r = self.record
         failed = r.get("jobs", 0) - r.get("finished", 0)
-        parts = [f"{r.get('jobs', '?')} jobs" + (f" ({failed} failed)" if failed else "")]
+        jobs = r.get("jobs", 0)
+        parts = [
+            f"{jobs} job{'s' if jobs != 1 else ''}" + (f" ({failed} failed)" if failed else "")
+        ]
         if r.get("data"):
             parts.append("data " + ", ".join(r["data"]))
         if r.get("epochs"):
@@ -130,9 +132,7 @@ def _markdown(entries: list[Entry], notes: list[str], out_dir: Path, title: str)
         answer = e.record.get("answer", [])
         md += ["", f'<a id="{e.anchor}"></a>', "", f"## {e.name}", ""]
         md += [f"**Question.** {e.record.get('question', '')}", "", f"_{e.run_line()}_", ""]
-        md += ["**Answer.**", "", *[f"- {s}" for s in answer[:MAX_SENTENCES]]]
-        if len(answer) > MAX_SENTENCES:
-            md.append(f"- ... {len(answer) - MAX_SENTENCES} more in the full report")
+        md += ["**Answer.**", "", *[f"- {s}" for s in answer]]
         figure = e.figure()
         if figure is not None:
             rel = Path(os.path.relpath(figure[0], out_dir)).as_posix()
@@ -150,7 +150,7 @@ h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:2.2em;border-bottom:1px soli
 nav li{margin:.25em 0;break-inside:avoid}nav .q{color:#555;font-size:.9em}
 .question{font-size:1.05em}.run{color:#666;font-size:.85em}
 ul.answer li{margin:.3em 0}figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
-figcaption{font-size:.85em;color:#555;max-width:900px}.more{color:#666;font-style:italic}
+figcaption{font-size:.85em;color:#555;max-width:900px}
 .note{color:#8a5a00;font-size:.9em}a{color:#1a5fb4}
 """
 
@@ -167,12 +167,7 @@ def _html_entry(e: Entry, out_dir: Path) -> list[str]:
         f'<p class="question"><b>Question.</b> {esc(e.record.get("question", ""))}</p>',
         f'<p class="run">{esc(e.run_line())}</p>',
         '<p><b>Answer.</b></p><ul class="answer">'
-        + "".join(f"<li>{esc(s)}</li>" for s in answer[:MAX_SENTENCES])
-        + (
-            f'<li class="more">... {len(answer) - MAX_SENTENCES} more in the full report</li>'
-            if len(answer) > MAX_SENTENCES
-            else ""
-        )  # fmt: skip
+        + "".join(f"<li>{esc(s)}</li>" for s in answer)
         + "</ul>",
     ]
     figure = e.figure()

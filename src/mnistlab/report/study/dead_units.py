@@ -29,6 +29,7 @@ from mnistlab.report.study.common import (
     _colors,
     _groups,
     _pm,
+    _seeds,
 )
 
 PHASES = ("init", "best", "end")
@@ -101,11 +102,10 @@ def _sentence(group: Group, units: list[Units], cells: list[dict[str, list[float
             f"({which}, epoch {_epochs_text(units, 'best')}), {overall['end']:.1f}% at the "
             f"end (epoch {_epochs_text(units, 'end')})"
         )
-    seeds = f"{len(units)} seed{'s' if len(units) != 1 else ''}"
     return (
         f"{short_label(group)}: {overall['best']:.1f}% of hidden units {measure} in the tested "
         f"model {tested}, {overall['init']:.1f}% at initialization (mean over {len(layers)} "
-        f"layers and {seeds}); most in {layers[worst][0]} ({means['best'][worst]:.1f}%)."
+        f"layers and {_seeds(len(units))}); most in {layers[worst][0]} ({means['best'][worst]:.1f}%)."
     )
 
 

@@ -18,6 +18,7 @@ from mnistlab.report.study.common import (
     Answer,
     _best_epoch,
     _colors,
+    _epoch_axis,
     _groups,
     _metric_text,
     _metric_values,
@@ -29,6 +30,11 @@ from mnistlab.report.study.common import (
 
 def _series(job: Job, key: str) -> np.ndarray:
     return np.asarray([r.get(key, math.nan) for r in job.history], dtype=float)
+
+
+def _above(points: float) -> str:
+    """``4.00 points above`` / ``2.10 points below`` (train minus validation)."""
+    return f"{abs(points):.2f} points {'above' if points >= 0 else 'below'}"
 
 
 def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
@@ -65,9 +71,10 @@ def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
                 _metric_text(_metric_values(group, analysis.metric), analysis.metric),
             ]
         )
+        best, end = (_above(Stat.of(v).mean * 100) for v in (at_best, at_end))
         answer.sentences.append(
-            f"{short_label(group)}: train accuracy is {Stat.of(at_best).mean * 100:.2f} points "
-            f"above validation at the best epoch ({Stat.of(at_end).mean * 100:.2f} at the end)."
+            f"{short_label(group)}: train accuracy is {best} validation at the best epoch "
+            f"and {end} it at the end."
         )
     if not curves:
         answer.notes.append("gap: no history.csv with train/acc and val/acc in the job folders.")
@@ -81,6 +88,7 @@ def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
         ax.fill_between(x, stack.min(axis=0), stack.max(axis=0), color=color, alpha=0.15)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("epoch (1 = first)")
+    _epoch_axis(ax)
     ax.set_ylabel("train/acc - val/acc (points)")
     ax.set_title("Generalization gap per group (mean over seeds; band = seed min-max)")
     ax.grid(alpha=0.3)
