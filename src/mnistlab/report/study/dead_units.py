@@ -102,10 +102,12 @@ def _sentence(group: Group, units: list[Units], cells: list[dict[str, list[float
             f"({which}, epoch {_epochs_text(units, 'best')}), {overall['end']:.1f}% at the "
             f"end (epoch {_epochs_text(units, 'end')})"
         )
+    most = means["best"][worst]
+    where = f"; most in {layers[worst][0]} ({most:.1f}%)" if most > 0 else ""
     return (
         f"{short_label(group)}: {overall['best']:.1f}% of hidden units {measure} in the tested "
         f"model {tested}, {overall['init']:.1f}% at initialization (mean over {len(layers)} "
-        f"layers and {_seeds(len(units))}); most in {layers[worst][0]} ({means['best'][worst]:.1f}%)."
+        f"layers and {_seeds(len(units))}){where}."
     )
 
 
