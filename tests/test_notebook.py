@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -152,3 +153,29 @@ def test_make_studies_passes_the_shortening_knobs_and_data(tmp_path):
     every = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
     assert studies == [s for s in every if not s.startswith(("best_", "speedrun_"))]
     assert len(studies) == 18
+
+
+def test_the_same_study_twice_gets_two_sections_named_by_folder(tmp_path):
+    """``<dir>/mnist/lr`` and ``<dir>/fashion/lr``: distinct anchors, titles with the folder."""
+    from mnistlab.artifacts.figures import grid_figure, save_figure
+
+    for data in ("mnist", "fashion"):
+        sweep = tmp_path / data / "lr"
+        fig, _ = grid_figure(1)
+        save_figure(fig, sweep / "report_files" / "study_vs_optimizer_lr.png")
+        (sweep / "multirun.yaml").write_text("{}\n")
+        (sweep / "report.html").write_text("<html></html>\n")
+        (sweep / "study.json").write_text(json.dumps({
+            "study": "lr", "question": "How sensitive?", "answer": [f"{data}: best at 0.003."],
+            "figures": [{"stem": "s", "caption": "c", "file": "report_files/study_vs_optimizer_lr.png"}],
+            "jobs": 7, "finished": 6, "data": [data], "epochs": 10, "seeds": 3, "limits": {},
+        }))  # fmt: skip
+    assert report_main(["--notebook", str(tmp_path)]) == 0
+    page = (tmp_path / "notebook.html").read_text()
+    assert re.findall(r'<section id="([^"]+)"><h2>([^<]+)</h2>', page) == [
+        ("study-lr--fashion-lr-", "lr (fashion/lr)"),
+        ("study-lr--mnist-lr-", "lr (mnist/lr)"),
+    ]
+    assert "7 jobs (1 failed) · data mnist · 10 epochs · 3 seeds" in page
+    assert "Shortened run" not in page
+    assert '<a href="mnist/lr/report.html">' in page

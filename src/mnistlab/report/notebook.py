@@ -61,6 +61,8 @@ class Entry:
 
     sweep: Path
     record: dict[str, Any]
+    #: the section title: the study's name, plus its folder when two sweeps ran the same study
+    title: str = ""
 
     @property
     def name(self) -> str:
@@ -68,7 +70,7 @@ class Entry:
 
     @property
     def anchor(self) -> str:
-        return "study-" + "".join(c if c.isalnum() else "-" for c in self.name)
+        return "study-" + "".join(c if c.isalnum() else "-" for c in self.title or self.name)
 
     def figure(self) -> tuple[Path, str] | None:
         """The key figure (the study section's first) and its caption, if its file exists."""
@@ -79,7 +81,7 @@ class Entry:
         return None
 
     def run_line(self) -> str:
-        """``6 jobs (6 finished) · data mnist · 5 epochs · 3 seeds``."""
+        """``6 jobs (1 failed) · data mnist · 5 epochs · 3 seeds · limit_train_batches=5``."""
         r = self.record
         failed = r.get("jobs", 0) - r.get("finished", 0)
         jobs = r.get("jobs", 0)
@@ -117,6 +119,10 @@ def find_entries(root: Path) -> tuple[list[Entry], list[str]]:
         entries.append(Entry(sweep, json.loads((sweep / RECORD).read_text())))
     rank = {name: i for i, name in enumerate(ORDER)}
     entries.sort(key=lambda e: (rank.get(e.name, len(ORDER)), e.name, str(e.sweep)))
+    names = [e.name for e in entries]
+    for e in entries:
+        twice = names.count(e.name) > 1  # e.g. <dir>/mnist/lr and <dir>/fashion/lr
+        e.title = f"{e.name} ({e.sweep.relative_to(root).as_posix()})" if twice else e.name
     return entries, notes
 
 
@@ -127,10 +133,10 @@ def _link(entry: Entry, out_dir: Path) -> str:
 def _markdown(entries: list[Entry], notes: list[str], out_dir: Path, title: str) -> str:
     md = [f"# {title}", ""] + ([f"_{_shortened(entries)}_", ""] if _shortened(entries) else [])
     md += ["## Contents", ""]
-    md += [f"- [{e.name}](#{e.anchor}): {e.record.get('question', '')}" for e in entries]
+    md += [f"- [{e.title}](#{e.anchor}): {e.record.get('question', '')}" for e in entries]
     for e in entries:
         answer = e.record.get("answer", [])
-        md += ["", f'<a id="{e.anchor}"></a>', "", f"## {e.name}", ""]
+        md += ["", f'<a id="{e.anchor}"></a>', "", f"## {e.title}", ""]
         md += [f"**Question.** {e.record.get('question', '')}", "", f"_{e.run_line()}_", ""]
         md += ["**Answer.**", "", *[f"- {s}" for s in answer]]
         figure = e.figure()
@@ -163,7 +169,7 @@ def _html_entry(e: Entry, out_dir: Path) -> list[str]:
     esc = html.escape
     answer = e.record.get("answer", [])
     body = [
-        f'<section id="{e.anchor}"><h2>{esc(e.name)}</h2>',
+        f'<section id="{e.anchor}"><h2>{esc(e.title)}</h2>',
         f'<p class="question"><b>Question.</b> {esc(e.record.get("question", ""))}</p>',
         f'<p class="run">{esc(e.run_line())}</p>',
         '<p><b>Answer.</b></p><ul class="answer">'
@@ -198,7 +204,7 @@ def _html(entries: list[Entry], notes: list[str], out_dir: Path, title: str) -> 
     esc = html.escape
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     contents = "".join(
-        f'<li><a href="#{e.anchor}">{esc(e.name)}</a><br><span class="q">'
+        f'<li><a href="#{e.anchor}">{esc(e.title)}</a><br><span class="q">'
         f"{esc(e.record.get('question', ''))}</span></li>"
         for e in entries
     )
