@@ -1,9 +1,9 @@
 # mnistlab tasks. `make help` lists them.
 PYTHON ?= .venv/bin/python
-DATA ?= $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,data)
-export MNISTLAB_DATA_ROOT ?= $(DATA)
+DATA_ROOT ?= $(if $(wildcard ../shared/data/MNIST/raw),../shared/data,data)
+export MNISTLAB_DATA_ROOT ?= $(DATA_ROOT)
 
-.PHONY: help install train test test-fast lint format clean sweep report bench
+.PHONY: help install train test test-fast lint format clean sweep report bench studies
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -13,7 +13,7 @@ install:  ## create .venv and install mnistlab with dev tools
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -e '.[dev]'
 
-train:  ## one run with the default config (data root: $(DATA))
+train:  ## one run with the default config (data root: $(DATA_ROOT))
 	$(PYTHON) train.py
 
 BENCH_OUT ?= outputs/bench.json
@@ -32,6 +32,30 @@ sweep:  ## flagship study: softmax/mlp/cnn x sgd/adam x 3 seeds on Fashion-MNIST
 
 report:  ## (re)build a sweep's report: make report DIR=multirun/<date>/<time>
 	$(PYTHON) -m mnistlab.report $(DIR)
+
+# The lab notebook: every study (conf/experiment/, not the best_*/speedrun_* recipes) into
+# $(STUDIES_DIR)/<study>, then one notebook.html. Shorten with EPOCHS=, SEEDS= (a count),
+# LIMIT= (train batches per epoch), LIMIT_EVAL= (val and test batches); DATA=fashion_mnist
+# runs every study on Fashion-MNIST (default: each study's own data set; a study that sweeps
+# the data set itself, transfer, keeps its grid); ARGS= adds overrides to every study.
+STUDIES ?= $(filter-out best_% speedrun_%,$(sort $(basename $(notdir $(wildcard conf/experiment/*.yaml)))))
+STUDIES_DIR ?= multirun/studies_$(SWEEP_STAMP)
+STUDY_ARGS = $(if $(EPOCHS),trainer.max_epochs=$(EPOCHS)) \
+	$(if $(SEEDS),seed=$(shell seq -s, 1 $(SEEDS))) \
+	$(if $(LIMIT),trainer.limit_train_batches=$(LIMIT)) \
+	$(if $(LIMIT_EVAL),trainer.limit_val_batches=$(LIMIT_EVAL) trainer.limit_test_batches=$(LIMIT_EVAL)) \
+	$(ARGS)
+
+studies:  ## run the studies, then the lab notebook (STUDIES="lr depth" EPOCHS=1 SEEDS=1 DATA=fashion_mnist LIMIT=20)
+	@set -e; for study in $(STUDIES); do \
+		data="$(if $(DATA),data=$(DATA))"; \
+		if [ -n "$$data" ] && grep -Eq '^ +data: ' conf/experiment/$$study.yaml; then \
+			echo "$$study sweeps the data set itself: DATA=$(DATA) not applied"; data=""; fi; \
+		echo "== experiment=$$study -> $(STUDIES_DIR)/$$study"; \
+		$(PYTHON) train.py -m experiment=$$study $$data $(strip $(STUDY_ARGS)) \
+			hydra.sweep.dir=$(STUDIES_DIR)/$$study; \
+	done
+	$(PYTHON) -m mnistlab.report --notebook $(STUDIES_DIR)
 
 test:  ## the whole test suite (real-data smoke runs included)
 	$(PYTHON) -m pytest -q

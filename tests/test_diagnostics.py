@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -19,8 +20,9 @@ from mnistlab.artifacts.activation_stats import activation_statistics
 from mnistlab.artifacts.grad_norms import GradientNorms, layer_grad_norms
 from mnistlab.artifacts.latency import measure_latency
 from mnistlab.artifacts.neuron_grads import NeuronGradientTrace, unit_grad_norms
+from mnistlab.artifacts.trained_models import by_name, trained_models
 from mnistlab.artifacts.tsne import embed_features
-from mnistlab.artifacts.weight_histograms import weight_statistics
+from mnistlab.artifacts.weight_histograms import WeightHistograms, weight_statistics
 from mnistlab.classifier_module import ClassifierModule
 from mnistlab.models import MLP
 
@@ -223,11 +225,17 @@ def test_every_diagnostic_writes_its_files_in_a_real_run(make_config, tmp_path, 
         with Image.open(out / f"{name}.png") as image:
             assert image.size[0] > 300 and image.size[1] > 200
     stats = json.loads((out / "activation_stats.json").read_text())
-    assert [layer["kind"] for layer in stats["layers"]] == [
+    # debug=fast keeps no checkpoint: the test ran on the end weights, the only trained model
+    assert (stats["tested"], stats["end"]["label"], "best" in stats) == (
+        "end",
+        "end (epoch 1)",
+        False,
+    )
+    assert [layer["kind"] for layer in stats["end"]["layers"]] == [
         "relu",
         "relu",
-    ]  # the default MLP: 2 hidden layers
-    assert 0.0 <= stats["layers"][0]["dead_fraction"] <= 1.0
+    ]  # 2 hidden layers
+    assert 0.0 <= stats["end"]["layers"][0]["dead_fraction"] <= 1.0
     latency = json.loads((out / "latency.json").read_text())
     assert [r["batch_size"] for r in latency["results"]] == [1, 64, 1000]
     assert (
@@ -237,3 +245,120 @@ def test_every_diagnostic_writes_its_files_in_a_real_run(make_config, tmp_path, 
     assert (
         len((out / "weight_stats.csv").read_text().splitlines()) == 1 + 2 * 3
     )  # init and end, 3 layers
+
+
+# --- one model per number: the tested checkpoint and the end of training ----------------------
+
+
+def _after_fit(current_epoch: int, best_path: str = "") -> SimpleNamespace:
+    """What trained_models reads from a Trainer after fitting."""
+    return SimpleNamespace(
+        current_epoch=current_epoch, checkpoint_callback=SimpleNamespace(best_model_path=best_path)
+    )
+
+
+def test_trained_models_are_the_best_checkpoint_and_the_end(tmp_path):
+    module = _module("kaiming")
+    saved = {f"net.{k}": v.clone() for k, v in module.net.state_dict().items()}
+    torch.save({"state_dict": saved, "epoch": 2}, tmp_path / "best.ckpt")  # Lightning: 0-based
+    with torch.no_grad():
+        for p in module.net.parameters():
+            p.add_(1.0)  # training went on after the checkpoint
+    (best, best_net), (end, end_net) = trained_models(
+        _after_fit(5, str(tmp_path / "best.ckpt")), module
+    )
+    assert (best.label, best.tested, end.label, end.tested) == (
+        "best (epoch 3)", True, "end (epoch 5)", False
+    )  # fmt: skip
+    assert end_net is module.net
+    for name, value in best_net.state_dict().items():
+        assert torch.equal(value, saved[f"net.{name}"])
+    assert by_name([(best, {"v": 1}), (end, {"v": 2})]) == {
+        "tested": "best",
+        "best": {"epoch": 3, "label": "best (epoch 3)", "tested": True, "v": 1},
+        "end": {"epoch": 5, "label": "end (epoch 5)", "tested": False, "v": 2},
+    }
+
+
+def test_a_best_checkpoint_at_the_last_epoch_is_one_model_and_no_checkpoint_means_the_end(
+    tmp_path,
+):
+    module = _module("kaiming")
+    torch.save({"state_dict": {}, "epoch": 4}, tmp_path / "best.ckpt")
+    ((state, net),) = trained_models(_after_fit(5, str(tmp_path / "best.ckpt")), module)
+    assert (state.label, state.tested, net is module.net) == ("best = end (epoch 5)", True, True)
+    assert by_name([(state, {})])["end"]["label"] == "best = end (epoch 5)"
+    ((state, _),) = trained_models(_after_fit(2), module)
+    assert (state.label, state.tested) == ("end (epoch 2)", True)  # the test used these weights
+
+
+def test_weight_histograms_keep_the_initial_weights_of_small_layers():
+    """A small layer's init sample was a view of its weights, so it showed the trained ones."""
+    net = nn.Sequential(linear(4, 3, 0.5, 0.0))
+    callback = WeightHistograms()
+    trainer = SimpleNamespace(sanity_checking=False, fast_dev_run=False, is_global_zero=True)
+    callback.on_train_start(trainer, net)
+    with torch.no_grad():
+        net[0].weight.fill_(2.0)  # an optimizer step updates in place
+    assert callback.init["0"].tolist() == [0.5] * 12
+
+
+@pytest.mark.slow
+@requires_data
+def test_epoch_numbers_and_the_tested_model_agree_across_files(make_config, tmp_path, data_root):
+    """A real run whose best epoch is not its last (Adam at lr 0.1 kills ReLU units): every file
+    counts epochs 1..n (0 = init) and the diagnostics describe the tested checkpoint and the end."""
+    import csv
+
+    from mnistlab.run import train
+
+    cfg = make_config(
+        "callbacks=[model_checkpoint,activation_stats,tsne,weight_histograms]",
+        f"data.root={data_root}",
+        "optimizer.lr=0.1",
+        "scheduler=none",
+        "seed=2",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=20",
+        "trainer.limit_val_batches=4",
+        "trainer.limit_test_batches=4",
+        "trainer.enable_model_summary=false",
+        "callbacks.tsne.num_samples=200",
+        "logger=none",
+    )
+    metrics = train(cfg)
+    with open(tmp_path / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3] and metrics["epochs"] == 3
+    val = [float(r["val/acc"]) for r in history]
+    best = metrics["best_epoch"]
+    assert best == 1 + val.index(max(val)) and best < 3  # the case this test is about
+    checkpoint = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["epoch"] + 1 == best  # Lightning's 0-based epoch, plus one
+
+    diag = tmp_path / "artifacts" / "diagnostics"
+    with open(diag / "activation_stats.csv") as f:
+        series = list(csv.DictReader(f))
+    assert sorted({int(r["epoch"]) for r in series}) == [0, 1, 2, 3]
+    stats = json.loads((diag / "activation_stats.json").read_text())
+    assert stats["tested"] == "best"
+    assert [(stats[p]["epoch"], stats[p]["label"]) for p in ("init", "best", "end")] == [
+        (0, "init (epoch 0)"), (best, f"best (epoch {best})"), (3, "end (epoch 3)")
+    ]  # fmt: skip
+    for phase in ("init", "best", "end"):  # the checkpoint's weights are the epoch's weights
+        at_epoch = [
+            float(r["dead_fraction"]) for r in series if int(r["epoch"]) == stats[phase]["epoch"]
+        ]
+        assert [layer["dead_fraction"] for layer in stats[phase]["layers"]] == at_epoch
+
+    tsne = json.loads((diag / "tsne.json").read_text())
+    assert (tsne["best"]["label"], tsne["end"]["label"]) == (
+        f"best (epoch {best})",
+        "end (epoch 3)",
+    )
+    with open(diag / "tsne.csv") as f:
+        models = {(r["model"], int(r["epoch"])) for r in csv.DictReader(f)}
+    assert models == {("best", best), ("end", 3)}
+    with open(diag / "weight_stats.csv") as f:
+        snapshots = {(r["snapshot"], int(r["epoch"])) for r in csv.DictReader(f)}
+    assert snapshots == {("init", 0), ("best", best), ("end", 3)}

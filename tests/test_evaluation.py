@@ -156,8 +156,8 @@ def test_ece_of_an_overconfident_model_is_the_gap() -> None:
 # --- training curves ---------------------------------------------------------------------------
 def test_generalization_gap_and_curve_figure(tmp_path) -> None:
     rows = [
-        {"epoch": 0, "train/acc": 0.9, "val/acc": 0.85, "train/loss": 0.3, "val/loss": 0.4},
-        {"epoch": 1, "train/acc": 0.97, "val/acc": 0.9, "train/loss": 0.1, "val/loss": 0.35},
+        {"epoch": 1, "train/acc": 0.9, "val/acc": 0.85, "train/loss": 0.3, "val/loss": 0.4},
+        {"epoch": 2, "train/acc": 0.97, "val/acc": 0.9, "train/loss": 0.1, "val/loss": 0.35},
     ]
     gap = generalization_gap(rows)
     assert gap["acc"] == pytest.approx([0.05, 0.07]) and gap["loss"] == pytest.approx([0.1, 0.25])

@@ -245,3 +245,29 @@ def test_benchmark_quick_mode_writes_every_cell(tmp_path, data_root, monkeypatch
         )
     assert report["settings"]["quick"] is True and report["machine"]["threads"] == 1
     assert {g["goal"].split(":")[0] for g in report["goals"]} >= {"mlp"}
+
+
+def test_train_loss_is_the_data_loss_without_the_l1_term(tmp_path):
+    """With a large L1 coefficient, train/loss is still the plain cross-entropy of the batch
+    (comparable with val/loss); the penalty is logged on its own as train/l1_penalty."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    module = ClassifierModule(
+        net=MLP(num_classes=10, input_shape=(1, 28, 28), hidden_sizes=[16]),
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.0),  # weights stay as measured
+        l1=5.0,
+    )
+    with torch.no_grad():
+        cross_entropy = float(torch.nn.functional.cross_entropy(module(x), y))
+        weights = sum(float(p.abs().sum()) for p in module.net.parameters() if p.ndim >= 2)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=8))
+    logged = trainer.callback_metrics
+    assert float(logged["train/loss"]) == pytest.approx(cross_entropy, rel=1e-5)
+    assert float(logged["train/l1_penalty"]) == pytest.approx(5.0 * weights, rel=1e-5)
+    assert float(logged["train/l1_penalty"]) > 100 * cross_entropy  # it would have dominated

@@ -62,7 +62,7 @@ def fake_job(
                 val = final - 0.05 * (epochs - 1 - e)
                 writer.writerow(
                     {
-                        "epoch": e,
+                        "epoch": e + 1,
                         "train/acc": val + 0.02,
                         "train/loss": 1 - val,
                         "val/acc": val,

@@ -354,7 +354,8 @@ def test_diagnostics_schedulers_and_checkpoints_see_the_hand_written_engine(
     assert traces["steps"] == 5 and set(traces["layers"]) == {"layers.0", "layers.1"}
     assert not traces["layers"]["layers.0"]["all_zero"]
     stats = json.loads((out / "activation_stats.json").read_text())
-    assert [(s["layer"], s["kind"]) for s in stats["layers"]] == [
+    assert stats["best"]["label"] == "best = end (epoch 1)"  # the scratch net's checkpoint loads
+    assert [(s["layer"], s["kind"]) for s in stats["best"]["layers"]] == [
         ("activations.0", "relu"),
         ("activations.1", "relu"),
     ]

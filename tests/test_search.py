@@ -270,7 +270,7 @@ def test_a_pruner_that_always_prunes_marks_trials_pruned_and_the_sweep_reports(t
     assert result.returncode == 0, result.stderr[-3000:]
     study = _study(tmp_path)
     assert _states(study) == ["PRUNED"] * 3
-    assert all(list(t.intermediate_values) == [0] for t in study.trials)  # stopped at epoch 0
+    assert all(list(t.intermediate_values) == [1] for t in study.trials)  # stopped after epoch 1
     assert json.loads((tmp_path / "0" / "metrics.json").read_text())["status"] == "pruned"
     facts = json.loads((tmp_path / "search.json").read_text())
     assert facts["states"] == {"PRUNED": 3} and facts["best"] == []
@@ -351,10 +351,10 @@ def test_train_reports_each_epoch_and_a_pruned_run_says_so(tmp_path):
     study = _study(tmp_path, "mlp_search")
     assert _states(study) == ["PRUNED", "PRUNED"]
     for trial in study.trials:
-        assert list(trial.intermediate_values) == [0]
+        assert list(trial.intermediate_values) == [1]  # the first epoch, as in history.csv
         (job,) = tmp_path.glob(f"{trial.number}_*")
         metrics = json.loads((job / "metrics.json").read_text())
-        assert metrics["status"] == "pruned" and metrics["pruned_after_epoch"] == 0
+        assert metrics["status"] == "pruned" and metrics["pruned_after_epoch"] == 1
         assert metrics["epochs"] == 1  # stopped after the epoch it was pruned at
-        assert metrics["val/acc_best"] == pytest.approx(trial.intermediate_values[0])
+        assert metrics["val/acc_best"] == pytest.approx(trial.intermediate_values[1])
     assert "2 pruned" in (tmp_path / "report.html").read_text()

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from test_experiments import sweep_jobs
 
 from mnistlab.report import analyze, build_report, collect
+from mnistlab.report.figures import metric_bars
 from mnistlab.report.render import make_figures
 from mnistlab.report.stats import compare_to_best, comparison_sentence, welch
 from mnistlab.report.study import build_study, objective, trace_verdict
@@ -36,9 +37,10 @@ def fake_job(
     val: float,
     config: dict | None = None,
     epochs: int = 3,
-    best_epoch: int = 2,
+    best_epoch: int = 3,
 ) -> Path:
-    """A finished job folder: overrides, composed config, metrics.json and history.csv."""
+    """A finished job folder: overrides, composed config, metrics.json and history.csv
+    (epochs 1..n, as the lab numbers them; history row e is epoch e + 1)."""
     job = root / f"{num}_job"
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
@@ -54,7 +56,7 @@ def fake_job(
         job / "history.csv",
         [
             {
-                "epoch": e,
+                "epoch": e + 1,
                 "lr": 0.1 / (e + 1),
                 "train/acc": val - 0.1 * (epochs - 1 - e) + 0.02 * (e + 1),
                 "train/loss": 1 - val,
@@ -145,28 +147,43 @@ def test_hyperparameters_that_differ_between_groups_reach_table_and_csv(tmp_path
 # --- answers with known numbers --------------------------------------------------------------
 
 
+def _activation_json(job: Path, phases: dict[str, tuple[int, list[float]]], kind="relu") -> None:
+    """``activation_stats.json`` as the diagnostic writes it: per phase its epoch and layers."""
+    field = "dead_fraction" if kind == "relu" else "saturated_fraction"
+    other = "saturated_fraction" if kind == "relu" else "dead_fraction"
+    data = {
+        phase: {"epoch": epoch, "layers": [
+            {"layer": f"net.act{i + 1}", "kind": kind, "units": 4, field: v, other: None}
+            for i, v in enumerate(values)
+        ]}
+        for phase, (epoch, values) in phases.items()
+    }  # fmt: skip
+    path = job / "artifacts" / "diagnostics" / "activation_stats.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tested": "best", **data}))
+
+
 def test_dead_units_sentence_and_table(tmp_path):
     spec = _config({"kind": "dead_units"})
-    # relu: layer 1 dead 10% at init, 50%/60% (seeds) at the end; layer 2: 0% -> 20%/40%
+    # relu: layer 1 dead 10% at init, 30% on the best checkpoint (epoch 1), 50%/60% (seeds) at
+    # the end (epoch 3); layer 2: 0% -> 10% -> 20%/40%
     for seed, (d1, d2) in enumerate([(0.5, 0.2), (0.6, 0.4)], start=1):
         job = fake_job(
-            tmp_path, seed, ["model.activation=relu", f"seed={seed}"], 0.9, spec, best_epoch=0
+            tmp_path, seed, ["model.activation=relu", f"seed={seed}"], 0.9, spec, best_epoch=1
         )
-        rows = []
-        for epoch, (a, b) in {-1: (0.1, 0.0), 0: (0.3, 0.1), 1: (d1, d2)}.items():
-            rows += [
-                {"epoch": epoch, "layer": "net.act1", "kind": "relu", "units": 4, "dead_fraction": a, "saturated_fraction": ""},
-                {"epoch": epoch, "layer": "net.act2", "kind": "relu", "units": 4, "dead_fraction": b, "saturated_fraction": ""},
-            ]  # fmt: skip
-        _csv(job / "artifacts" / "diagnostics" / "activation_stats.csv", rows)
+        _activation_json(
+            job, {"init": (0, [0.1, 0.0]), "best": (1, [0.3, 0.1]), "end": (3, [d1, d2])}
+        )
     study = build_study(analyze(collect(tmp_path)))
     assert study is not None and study.question == "Q?"
-    # end: layer means 55% and 30% -> 42.5%; init (10 + 0) / 2 = 5%; best epoch 0: (30 + 10) / 2
+    # best: (30 + 10) / 2 = 20%; end: layer means 55% and 30% -> 42.5%; init (10 + 0) / 2 = 5%
     assert study.answer.sentences == [
-        "(all jobs): 42.5% of hidden units dead at the end (mean over 2 layers and 2 seeds; 5.0% at "
-        "initialization, 20.0% at the best epoch); most in net.act1 (55.0%)."
+        "(all jobs): 20.0% of hidden units dead in the tested model (best checkpoint, epoch 1), "
+        "42.5% at the end (epoch 3), 5.0% at initialization (mean over 2 layers and 2 seeds); "
+        "most in net.act1 (30.0%)."
     ]
     _, (header, rows) = study.answer.tables[0]
+    assert header[4:] == ["init %", "best %", "end %", "best / end epoch"]
     assert rows[0] == [
         "(all jobs)",
         "net.act1",
@@ -175,6 +192,7 @@ def test_dead_units_sentence_and_table(tmp_path):
         "10.0 ± 0.0",
         "30.0 ± 0.0",
         "55.0 ± 7.1",
+        "1 / 3",
     ]
     md = build_report(tmp_path)["markdown"].read_text()
     assert (
@@ -183,13 +201,33 @@ def test_dead_units_sentence_and_table(tmp_path):
     )
 
 
+def test_dead_units_name_the_epochs_of_each_seed_and_saturated_units(tmp_path):
+    spec = _config({"kind": "dead_units"})
+    for seed, best in ((1, 2), (2, 4)):
+        job = fake_job(tmp_path, seed, ["model.activation=tanh", f"seed={seed}"], 0.9, spec)
+        _activation_json(
+            job, {"init": (0, [0.0]), "best": (best, [0.2]), "end": (5, [0.4])}, "tanh"
+        )
+    study = build_study(analyze(collect(tmp_path)))
+    assert study.answer.sentences[0].startswith(
+        "(all jobs): 20.0% of hidden units saturated in the tested model (best checkpoint, "
+        "epoch 2-4), 40.0% at the end (epoch 5)"
+    )
+    titles = [ax.get_title() for ax in study.answer.figures[0][2].axes]
+    assert titles == [
+        "at initialization (epoch 0)",
+        "best checkpoint, tested (epoch 2-4)",
+        "end of training (epoch 5)",
+    ]
+
+
 def test_grad_norm_ratios_early_and_over_the_run(tmp_path):
     spec = _config({"kind": "grad_norms", "first_steps": 20})
     for seed in (1, 2):
         job = fake_job(tmp_path, seed, ["model.activation=sigmoid", f"seed={seed}"], 0.5, spec)
         # first layer 0.01 for steps 0, 10, then 1.0; last layer always 1.0
         rows = [
-            {"step": s, "epoch": 0, "l1": 0.01 if s < 20 else 1.0, "l2": 1.0}
+            {"step": s, "epoch": 1, "l1": 0.01 if s < 20 else 1.0, "l2": 1.0}
             for s in (0, 10, 20, 30)
         ]
         _csv(job / "artifacts" / "diagnostics" / "grad_norms.csv", rows)
@@ -232,11 +270,12 @@ def test_metric_vs_lr_names_best_and_worst(tmp_path):
 def test_gap_at_the_best_epoch(tmp_path):
     spec = _config({"kind": "gap"})
     for seed in (1, 2):
-        fake_job(tmp_path, seed, ["regularization=none", f"seed={seed}"], 0.9, spec, best_epoch=1)
+        fake_job(tmp_path, seed, ["regularization=none", f"seed={seed}"], 0.9, spec, best_epoch=2)
     study = build_study(analyze(collect(tmp_path)))
-    # train - val = 0.02 * (epoch + 1): 4 points at epoch index 1, 6 at the end
+    # train - val = 0.02 * epoch: 4 points at the best epoch 2, 6 at the end (epoch 3)
     assert study.answer.sentences == [
-        "(all jobs): train accuracy is 4.00 points above validation at the best epoch (6.00 at the end)."
+        "(all jobs): train accuracy is 4.00 points above validation at the best epoch and 6.00 "
+        "points above it at the end."
     ]
 
 
@@ -277,11 +316,8 @@ def test_losses_of_two_objectives_never_share_an_axis(tmp_path):
 def _diagnostics(job: Path) -> None:
     """Every diagnostic file any study reads, with plausible numbers."""
     diag = job / "artifacts" / "diagnostics"
-    _csv(diag / "grad_norms.csv", [{"step": s, "epoch": 0, "a": 0.1, "b": 1.0} for s in (0, 10)])
-    _csv(
-        diag / "activation_stats.csv",
-        [{"epoch": e, "layer": "act1", "kind": "relu", "units": 4, "dead_fraction": 0.25, "saturated_fraction": ""} for e in (-1, 0, 1)],
-    )  # fmt: skip
+    _csv(diag / "grad_norms.csv", [{"step": s, "epoch": 1, "a": 0.1, "b": 1.0} for s in (0, 10)])
+    _activation_json(job, {"init": (0, [0.0]), "best": (1, [0.25]), "end": (2, [0.25])})
     _csv(
         diag / "neuron_grads.csv",
         [{"step": s, "layer": "l1", "unit": u, "grad_norm": 0.0} for s in (0, 1) for u in (0, 1)],
@@ -312,6 +348,11 @@ def test_every_study_gets_its_section(name, tmp_path):
     assert " ".join(question.split()) in section
     assert "**Answer (from the data).**" in section and "%" in section
     assert "](report_files/study_" in section  # at least one study figure
+    # what the lab notebook reads: the same question, answer and figures
+    record = json.loads((root / "study.json").read_text())
+    assert (record["study"], record["question"]) == (name, " ".join(question.split()))
+    assert record["answer"] and record["answer"][0] in section
+    assert all((root / f["file"]).is_file() for f in record["figures"]) and record["figures"]
 
 
 def test_optimizers_share_one_lr_and_the_tuned_preset_keeps_each_default(tmp_path):
@@ -333,3 +374,15 @@ def test_xavier_is_glorot_with_gain_one_and_xavier_gain_scales_it():
     init_weights(layer, "xavier_gain", "relu")
     assert float(layer.weight.abs().max()) > bound * 1.3  # x sqrt(2) for ReLU
     assert torch.all(layer.bias == 0)
+
+
+@pytest.mark.parametrize(("accuracies", "zoomed"), [((0.10, 0.95), False), ((0.97, 0.98), True)])
+def test_metric_bars_say_zoomed_only_when_the_axis_does_not_start_at_0(
+    tmp_path, accuracies, zoomed
+):
+    for i, acc in enumerate(accuracies):
+        for seed in (1, 2):
+            fake_job(tmp_path, 2 * i + seed, [f"model.activation=a{i}", f"seed={seed}"], acc)
+    ax = metric_bars(analyze(collect(tmp_path), "val/acc_best")).axes[0]
+    assert bool(ax.get_xlim()[0] > 0) is zoomed
+    assert ("axis zoomed" in ax.get_xlabel()) is zoomed

@@ -97,10 +97,10 @@ def test_run_directory_holds_metrics_and_history(make_config, data_root, tmp_pat
     assert saved["params"] == 235_146  # mlp 784-256-128-10
     with open(tmp_path / "history.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]  # 1 = the first epoch; 0 = initialization
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch_time_s"} <= set(rows[0])
     best = max(range(2), key=lambda i: (float(rows[i]["val/acc"]), -i))
-    assert saved["best_epoch"] == best
+    assert saved["best_epoch"] == best + 1 == int(rows[best]["epoch"])
     assert saved["val/acc_best"] == pytest.approx(max(float(r["val/acc"]) for r in rows))
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
 
@@ -117,6 +117,7 @@ def test_diverging_run_stops_itself_and_says_so(make_config, data_root, caplog) 
     metrics = train(cfg)
     assert metrics["status"] == "diverged"
     assert metrics["epochs"] == 1 and metrics["diverged"]["step"] < 30
+    assert metrics["diverged"]["epoch"] == 1  # the first epoch, as in history.csv
     assert (
         "training diverged: train/loss=nan" in caplog.text
         or "training diverged: train/loss=inf" in caplog.text

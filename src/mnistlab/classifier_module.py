@@ -58,7 +58,10 @@ class ClassifierModule(L.LightningModule):
         loss: ``ce`` (cross-entropy on logits) or ``mse`` (squared error of softmax vs one-hot,
             summed over classes, averaged over the batch).
         label_smoothing: mass moved from the true class to all classes (both losses).
-        l1: coefficient of the L1 penalty on weights (not biases / norm scales).
+        l1: coefficient of the L1 penalty on weights (not biases / norm scales). The penalty
+            is added to the objective that is minimized, but ``train/loss`` is the data loss
+            alone (the same quantity as ``val/loss``, so the two compare); the penalty term is
+            logged on its own as ``train/l1_penalty``.
         decay_norm_and_bias: apply the optimizer's weight decay to biases and norm scales too.
         channels_last: NHWC memory layout for conv nets (``auto``: when the net has convolutions).
         compile: wrap the net with ``torch.compile``.
@@ -134,6 +137,7 @@ class ClassifierModule(L.LightningModule):
         self._train_preds: list[torch.Tensor] = []
         self._train_labels: list[torch.Tensor] = []
         self._train_loss_sum: torch.Tensor | None = None
+        self._train_penalty_sum: torch.Tensor | None = None  # l1 * |w|_1, summed like the loss
         self._train_count = 0
         self._nonfinite: torch.Tensor | None = None  # device flag for checks every N > 1 steps
         self.diverged: dict[str, Any] | None = None
@@ -189,21 +193,24 @@ class ClassifierModule(L.LightningModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor | None:
         images, labels = batch
+        penalty = None
         if self.automatic_optimization:
             logits = self(images)
-            loss = self.criterion(logits, labels)
+            data_loss = loss = self.criterion(logits, labels)
             if self.hparams.l1:
-                loss = loss + self.hparams.l1 * self.l1_penalty()
+                penalty = self.hparams.l1 * self.l1_penalty()
+                loss = data_loss + penalty  # what is minimized; train/loss logs data_loss
         else:  # forward, loss and backward by hand (mnistlab.scratch); fills each param.grad
             loss, logits = self.net.loss_and_gradients(
                 images, labels, self.hparams.loss, self.hparams.label_smoothing
             )
             scratch.after_hand_backward(self)
+            data_loss = loss
         every = self.divergence_check_interval
         if every == 1 and not torch.isfinite(loss).item():
             self._stop_diverged(loss)
             return None  # skip this optimizer step
-        self._accumulate_train(loss.detach(), logits.detach(), labels)
+        self._accumulate_train(data_loss.detach(), logits.detach(), labels, penalty)
         if every > 1:
             nonfinite = ~torch.isfinite(loss.detach())
             self._nonfinite = nonfinite if self._nonfinite is None else self._nonfinite | nonfinite
@@ -217,13 +224,21 @@ class ClassifierModule(L.LightningModule):
         return loss
 
     def _accumulate_train(
-        self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        penalty: torch.Tensor | None = None,
     ) -> None:
         # Same arithmetic as MeanMetric.update(loss, n): a float32 sum of loss * n, then / sum(n).
         weighted = loss * len(labels)
         self._train_loss_sum = (
             weighted if self._train_loss_sum is None else self._train_loss_sum + weighted
         )
+        if penalty is not None:
+            weighted = penalty.detach() * len(labels)
+            total = self._train_penalty_sum
+            self._train_penalty_sum = weighted if total is None else total + weighted
         self._train_count += len(labels)
         self._train_preds.append(logits.argmax(dim=1))
         self._train_labels.append(labels)
@@ -238,9 +253,12 @@ class ClassifierModule(L.LightningModule):
                 **self.train_metrics.compute(),
                 "train/loss": self._train_loss_sum / self._train_count,
             }
+            if self._train_penalty_sum is not None:
+                values["train/l1_penalty"] = self._train_penalty_sum / self._train_count
         self.train_metrics.reset()
         self._train_preds, self._train_labels = [], []
         self._train_loss_sum, self._train_count, self._nonfinite = None, 0, None
+        self._train_penalty_sum = None
         return values
 
     def _stop_diverged(self, loss: torch.Tensor) -> None:
@@ -256,7 +274,7 @@ class ClassifierModule(L.LightningModule):
             else float("nan")
         )
         self.diverged = {
-            "epoch": self.current_epoch,
+            "epoch": self.current_epoch + 1,  # the lab's numbering: 1 = the first epoch
             "step": self.global_step,
             "loss": float(loss),
             "lr": lr,
@@ -266,7 +284,7 @@ class ClassifierModule(L.LightningModule):
             "Lower optimizer.lr, add a warm-up (scheduler=warmup_cosine) or clip gradients "
             "(trainer.gradient_clip_val=1.0).",
             float(loss),
-            self.current_epoch,
+            self.current_epoch + 1,
             self.global_step,
             lr,
         )
@@ -320,6 +338,8 @@ class ClassifierModule(L.LightningModule):
         if values:
             self.log_dict(values, sync_dist=True)
         loss = values.get("train/loss")
+        if loss is not None and "train/l1_penalty" in values:
+            loss = loss + values["train/l1_penalty"]  # the objective that was minimized
         if self.diverged is None and loss is not None and not torch.isfinite(loss):
             self._stop_diverged(loss)
         if not self.automatic_optimization:

@@ -8,7 +8,8 @@ The Lightning Trainer of ``conf/trainer`` is Lightning's own, with a progress ba
 costs little: Lightning's default bar redraws after every batch, which for MNIST-sized
 models costs about as much as a training step (``make bench``). Here it is drawn every
 ``progress_bar_refresh_rate`` batches, and by default only when someone can see it
-(stderr is a terminal), not into log files.
+(stderr is a terminal), not into log files. When no bar is drawn, one line per epoch says
+how training goes instead (:class:`~mnistlab.callbacks.progress_log.EpochProgressLog`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ProgressB
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.artifacts.evaluation import attach_writers
+from mnistlab.callbacks.progress_log import EpochProgressLog
 from mnistlab.classifier_module import ClassifierModule
 from mnistlab.config import validate
 from mnistlab.data import BatchAugmentation, MNISTDataModule
@@ -130,6 +132,7 @@ def build_trainer(
 def make_trainer(
     enable_progress_bar: bool | str = "auto",
     progress_bar_refresh_rate: int = 20,
+    progress_log: bool | str = "auto",
     callbacks: Sequence[Callback] | Callback | None = None,
     **trainer_kwargs: Any,
 ) -> L.Trainer:
@@ -138,12 +141,19 @@ def make_trainer(
     Args:
         enable_progress_bar: ``true``, ``false`` or ``auto`` (on when stderr is a terminal).
         progress_bar_refresh_rate: redraw the bar every this many batches.
+        progress_log: one line per epoch on stderr: ``true``, ``false`` or ``auto`` (when no
+            bar is drawn: stderr is not a terminal, or the bar is switched off).
         callbacks: the run's callbacks; a progress bar among them is kept as given.
     """
     one_of(enable_progress_bar, "trainer.enable_progress_bar", (True, False, "auto"))
+    one_of(progress_log, "trainer.progress_log", (True, False, "auto"))
     positive_int(progress_bar_refresh_rate, "trainer.progress_bar_refresh_rate")
     callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
     show = sys.stderr.isatty() if enable_progress_bar == "auto" else bool(enable_progress_bar)
     if show and not any(isinstance(c, ProgressBar) for c in callbacks):
         callbacks.append(TQDMProgressBar(refresh_rate=progress_bar_refresh_rate))
+    if (not show if progress_log == "auto" else progress_log) and not any(
+        isinstance(c, EpochProgressLog) for c in callbacks
+    ):
+        callbacks.append(EpochProgressLog())
     return L.Trainer(callbacks=callbacks, enable_progress_bar=show, **trainer_kwargs)

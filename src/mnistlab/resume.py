@@ -39,6 +39,7 @@ RESUME_FREE = (
     "trainer.default_root_dir",
     "trainer.enable_progress_bar",
     "trainer.progress_bar_refresh_rate",
+    "trainer.progress_log",
     "trainer.enable_model_summary",
     "callbacks.data_overview.cache_dir",
 )

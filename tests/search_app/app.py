@@ -36,7 +36,7 @@ def main(cfg: DictConfig) -> float:
     for epoch in range(cfg.epochs):
         time.sleep(cfg.sleep)
         value, epochs = score(cfg.x, cfg.y) * (epoch + 1) / cfg.epochs, epoch + 1
-        if reporter is not None and reporter.report(value, epoch):
+        if reporter is not None and reporter.report(value, epoch + 1):
             status = "pruned"
             break
     params = int(1000 * cfg.y)

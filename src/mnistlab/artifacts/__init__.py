@@ -17,7 +17,7 @@ import pkgutil
 from mnistlab.artifacts.base import KINDS, REGISTRY, Artifact, Kind
 
 #: modules of this package that hold shared plumbing, not artifacts
-PLUMBING = frozenset({"base", "figures", "layers", "to_loggers", "evaluation"})
+PLUMBING = frozenset({"base", "figures", "layers", "to_loggers", "evaluation", "trained_models"})
 
 
 def registry() -> dict[str, type[Artifact]]:

@@ -9,9 +9,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from mnistlab.artifacts.base import Diagnostic
 from mnistlab.artifacts.figures import depth_colors, grid_figure, save_figure
 from mnistlab.artifacts.layers import (
     SPLITS,
@@ -19,6 +19,7 @@ from mnistlab.artifacts.layers import (
     network,
     probe_images,
 )
+from mnistlab.artifacts.trained_models import ModelDiagnostic, ModelState, by_name
 from mnistlab.errors import (
     in_range,
     one_of,
@@ -110,19 +111,21 @@ def activation_statistics(
     return found
 
 
-class ActivationStats(Diagnostic):
+class ActivationStats(ModelDiagnostic):
     """Measures :func:`activation_statistics` on fixed validation images, before training and every few epochs.
 
     Writes ``activation_stats.csv`` (epoch, layer, kind, units, dead_fraction,
-    saturated_fraction, negative_fraction; epoch -1 = at initialization),
-    ``activation_stats.json`` (the last measurement), ``activation_stats.png``
-    (dead / saturated fraction per layer over epochs) and ``activation_hist.png``
-    (histogram of each layer's outputs, at initialization and at the end).
+    saturated_fraction, negative_fraction; epoch 0 = at initialization, 1 = after the first
+    epoch), ``activation_stats.json`` (``init`` and the trained models: ``best``, the
+    checkpoint the test metrics use, and ``end``, each with its epoch), ``activation_stats.png``
+    (dead / saturated fraction per layer over epochs, the best epoch marked) and
+    ``activation_hist.png`` (histogram of each layer's outputs at initialization, best, end).
     """
 
     name = "activation_stats"
     caption = (
-        "Dead ReLU and saturated tanh/sigmoid units per layer over epochs, activation histograms"
+        "Dead ReLU and saturated tanh/sigmoid units per layer over epochs, at init, best "
+        "checkpoint and end; activation histograms"
     )
     files = (
         "activation_stats.png",
@@ -147,46 +150,68 @@ class ActivationStats(Diagnostic):
         self.saturation = in_range(saturation, f"{field}.saturation", 0.5, 1.0)
         self.history: list[tuple[int, list[LayerActivations]]] = []
 
-    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+    def _measure(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, model: nn.Module | None = None
+    ) -> list[LayerActivations]:
         x, _ = probe_images(trainer, pl_module, self.split, self.num_samples)
-        self.history.append((epoch, activation_statistics(network(pl_module), x, self.saturation)))
+        return activation_statistics(
+            network(pl_module) if model is None else model, x, self.saturation
+        )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.history = []
         if not self.skip(trainer):
-            self._measure(trainer, pl_module, -1)
+            self.history.append((0, self._measure(trainer, pl_module)))  # 0: initialization
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.skip(trainer) and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._measure(trainer, pl_module, trainer.current_epoch)
+        epoch = trainer.current_epoch + 1  # the epoch just done, 1 = the first
+        if not self.skip(trainer) and epoch % self.every_n_epochs == 0:
+            self.history.append((epoch, self._measure(trainer, pl_module)))
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.skip(trainer) or not self.history or not self.history[-1][1]:
+    def describe(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        models: list[tuple[ModelState, nn.Module]],
+    ) -> None:
+        if not self.history or not self.history[0][1]:
             return
         out = self.out_dir(trainer)
         write_csv(
             out / "activation_stats.csv",
             [{"epoch": e, **s.row()} for e, stats in self.history for s in stats],
         )
-        last_epoch, last = self.history[-1]
+        trained = [(state, self._measure(trainer, pl_module, net)) for state, net in models]
+        init = self.history[0][1]
         write_json(
-            out / "activation_stats.json", {"epoch": last_epoch, "layers": [s.row() for s in last]}
+            out / "activation_stats.json",
+            {
+                "init": {"epoch": 0, "label": "init (epoch 0)", "layers": [s.row() for s in init]},
+                **by_name(
+                    [(state, {"layers": [s.row() for s in stats]}) for state, stats in trained]
+                ),
+            },
         )
-        plot_fractions(self.history, out / "activation_stats.png")
-        plot_histograms(self.history[0][1], last, out / "activation_hist.png")
+        plot_fractions(self.history, trained, out / "activation_stats.png")
+        plot_histograms(init, trained, out / "activation_hist.png")
 
 
-def plot_fractions(history: list[tuple[int, list[LayerActivations]]], path: Path) -> None:
+def _fraction(layer: LayerActivations) -> float | None:
+    return layer.dead_fraction if layer.dead_fraction is not None else layer.saturated_fraction
+
+
+def plot_fractions(
+    history: list[tuple[int, list[LayerActivations]]],
+    trained: list[tuple[ModelState, list[LayerActivations]]],
+    path: Path,
+) -> None:
+    """Dead / saturated fraction per layer over epochs; the tested checkpoint's epoch marked."""
     layers = history[-1][1]
     fig, (ax,) = grid_figure(1, size=(6.5, 4.0))
-    epochs = [e + 1 for e, _ in history]  # 0 = at initialization
+    epochs = [e for e, _ in history]  # 0 = at initialization
     for i, (layer, color) in enumerate(zip(layers, depth_colors(len(layers)), strict=True)):
-        dead = layer.dead_fraction is not None
-        values = [
-            getattr(stats[i], "dead_fraction" if dead else "saturated_fraction")
-            for _, stats in history
-        ]
-        what = "dead units" if dead else "saturated outputs"
+        values = [_fraction(stats[i]) for _, stats in history]
+        what = "dead units" if layer.dead_fraction is not None else "saturated outputs"
         ax.plot(
             epochs,
             [np.nan if v is None else v for v in values],
@@ -195,45 +220,51 @@ def plot_fractions(history: list[tuple[int, list[LayerActivations]]], path: Path
             color=color,
             label=f"{layer.layer} [{layer.kind}]: {what}",
         )
+    for state, _ in trained:
+        if state.tested:
+            ax.axvline(state.epoch, color="black", ls="--", lw=0.9)
+            ax.text(state.epoch, 0.02, f" {state.label}: tested", fontsize=7, va="bottom")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("epoch (0 = at initialization)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("fraction")
     ax.set_title("Dead ReLU units / saturated tanh-sigmoid outputs per layer")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="center right")
     save_figure(fig, path)
 
 
+#: how each model's histogram is drawn: filled for the tested one, outlines for the others
+HIST_STYLES = {
+    "init": {"color": "black", "histtype": "step", "lw": 1.0},
+    "tested": {"color": "C0", "alpha": 0.6},
+    "other": {"color": "C1", "histtype": "step", "lw": 1.2},
+}
+
+
 def plot_histograms(
-    first: list[LayerActivations], last: list[LayerActivations], path: Path
+    init: list[LayerActivations],
+    trained: list[tuple[ModelState, list[LayerActivations]]],
+    path: Path,
 ) -> None:
-    fig, axes = grid_figure(len(last), cols=4, size=(3.6, 2.8))
-    for ax, start, end in zip(axes, first, last, strict=True):
-        both = np.concatenate([start.sample, end.sample])
-        bins = (
-            np.histogram_bin_edges(both[np.isfinite(both)], bins=50)
-            if np.isfinite(both).any()
-            else 50
-        )
-        ax.hist(end.sample, bins=bins, color="C0", alpha=0.6, label="end", density=True)
-        ax.hist(
-            start.sample,
-            bins=bins,
-            color="black",
-            histtype="step",
-            lw=1.0,
-            label="init",
-            density=True,
-        )
-        stat = (
-            f"dead {end.dead_fraction:.0%}"
-            if end.dead_fraction is not None
-            else f"saturated {end.saturated_fraction:.0%}"
-            if end.saturated_fraction is not None
-            else ""
-        )
-        ax.set_title(f"{end.layer} [{end.kind}] {stat}", fontsize=8)
+    """Each layer's output histogram at initialization and for each trained model."""
+    fig, axes = grid_figure(len(init), cols=4, size=(3.6, 2.8))
+    tested = next(stats for state, stats in trained if state.tested)
+    for i, ax in enumerate(axes):
+        both = np.concatenate([init[i].sample, *[stats[i].sample for _, stats in trained]])
+        finite = both[np.isfinite(both)]
+        bins = np.histogram_bin_edges(finite, bins=50) if finite.size else 50
+        for label, name, layer in [
+            ("init (epoch 0)", "init", init[i]),
+            *[(s.label, "tested" if s.tested else "other", stats[i]) for s, stats in trained],
+        ]:
+            ax.hist(layer.sample, bins=bins, density=True, label=label, **HIST_STYLES[name])
+        what = "dead" if tested[i].dead_fraction is not None else "saturated"
+        value = _fraction(tested[i])
+        stat = "" if value is None else f" {what} {value:.1%}"
+        ax.set_title(f"{tested[i].layer} [{tested[i].kind}]{stat}", fontsize=8)
         ax.set_yscale("log")
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7)
-    fig.suptitle("Activation histograms per layer (density, log scale): init vs end of training")
+    label = next(state.label for state, _ in trained if state.tested)
+    fig.suptitle(f"Layer outputs (density, log scale); % in titles: {label}, tested", fontsize=9)
     save_figure(fig, path)

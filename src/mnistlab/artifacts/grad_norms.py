@@ -38,7 +38,7 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
 class GradientNorms(Diagnostic):
     """Records :func:`layer_grad_norms` every ``every_n_steps`` optimizer steps.
 
-    Writes ``grad_norms.csv`` (step, epoch, one column per layer), ``grad_norms.json``
+    Writes ``grad_norms.csv`` (step, epoch in progress (1 = first), one column per layer), ``grad_norms.json``
     (per-layer mean and the first-to-last layer ratio) and ``grad_norms.png``
     (norms over steps, log scale, and the mean norm by depth).
     """
@@ -61,7 +61,10 @@ class GradientNorms(Diagnostic):
             return
         norms = layer_grad_norms(network(pl_module))
         if norms:
-            self.rows.append({"step": trainer.global_step, "epoch": trainer.current_epoch, **norms})
+            # epoch: the one in progress, 1 = the first (the lab's one numbering)
+            self.rows.append(
+                {"step": trainer.global_step, "epoch": trainer.current_epoch + 1, **norms}
+            )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.skip(trainer) or not self.rows:

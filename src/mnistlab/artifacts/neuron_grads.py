@@ -41,10 +41,12 @@ class NeuronGradientTrace(Diagnostic):
     """Gradient norm of each of the first ``max_units`` units of the hidden layers, step by step.
 
     Traces the first ``num_steps`` optimizer steps of the first ``max_layers`` hidden
-    weight layers (the head is left out). Writes ``neuron_grads.csv`` (step, layer,
-    unit, grad_norm), ``neuron_grads.json`` (per layer: the largest relative spread
-    across units, and whether all units got identical gradients at every traced step)
-    and ``neuron_grads.png`` (one line per unit).
+    weight layers (the head is left out). Writes ``neuron_grads.csv`` (step, epoch in
+    progress (1 = the first), layer, unit, grad_norm), ``neuron_grads.json`` (the epochs the
+    traced steps fall in and, per layer, the largest relative spread across units and
+    whether all units got identical gradients at every traced step) and
+    ``neuron_grads.png`` (one line per unit). It describes the start of training, not a
+    trained model, so it has no best/end variants.
     """
 
     name = "neuron_grads"
@@ -64,12 +66,13 @@ class NeuronGradientTrace(Diagnostic):
         self.max_layers = positive_int(max_layers, "callbacks.neuron_grads.max_layers")
         self.traces: dict[str, list[np.ndarray]] = {}
         self.steps: list[int] = []
+        self.epochs: list[int] = []  # the epoch (1 = the first) of each traced step
         self.layers: list[tuple[str, nn.Module]] = []
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.layers = weight_layers(network(pl_module))[:-1][: self.max_layers]
         self.traces = {name: [] for name, _ in self.layers}
-        self.steps = []
+        self.steps, self.epochs = [], []
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.skip(trainer) or trainer.global_step >= self.num_steps or not self.layers:
@@ -81,6 +84,7 @@ class NeuronGradientTrace(Diagnostic):
             self.traces[name].append(norms[offset : offset + n].numpy())
             offset += n
         self.steps.append(trainer.global_step)
+        self.epochs.append(trainer.current_epoch + 1)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.skip(trainer) or not self.steps:
@@ -90,9 +94,9 @@ class NeuronGradientTrace(Diagnostic):
         summary: dict[str, Any] = {}
         for name, trace in self.traces.items():
             values = np.stack(trace)  # steps x units
-            for step, per_unit in zip(self.steps, values, strict=True):
+            for step, epoch, per_unit in zip(self.steps, self.epochs, values, strict=True):
                 rows += [
-                    {"step": step, "layer": name, "unit": u, "grad_norm": float(g)}
+                    {"step": step, "epoch": epoch, "layer": name, "unit": u, "grad_norm": float(g)}
                     for u, g in enumerate(per_unit)
                 ]
             spreads = [relative_spread(v) for v in values]
@@ -103,7 +107,11 @@ class NeuronGradientTrace(Diagnostic):
                 "all_zero": bool(np.all(values == 0)),
             }
         write_csv(out / "neuron_grads.csv", rows)
-        write_json(out / "neuron_grads.json", {"steps": len(self.steps), "layers": summary})
+        epochs = sorted(set(self.epochs))
+        write_json(
+            out / "neuron_grads.json",
+            {"steps": len(self.steps), "epochs": epochs, "layers": summary},
+        )
         labels = {name: layer_label(name, m) for name, m in self.layers}
         plot_traces(self.steps, self.traces, labels, summary, out / "neuron_grads.png")
 

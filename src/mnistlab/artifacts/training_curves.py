@@ -45,7 +45,7 @@ def plot_training_curves(rows: list[dict[str, float]]) -> Figure:
     Note: train metrics average over an epoch while the weights change (and with
     dropout/augmentation on), validation uses the weights at the epoch's end.
     """
-    epochs = _column(rows, "epoch") + 1  # 1-based: "after epoch 1"
+    epochs = _column(rows, "epoch")  # 1 = after the first epoch, as in history.csv
     fig = new_figure(13, 3.9, left=0.6, right=0.15, bottom=0.55, top=0.65, wspace=0.22)
     loss_ax, acc_ax, gap_ax = fig.subplots(1, 3)
     marker = "o" if len(rows) <= 30 else None

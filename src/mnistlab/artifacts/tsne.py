@@ -12,13 +12,13 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 
-from mnistlab.artifacts.base import Diagnostic
 from mnistlab.artifacts.figures import grid_figure, save_figure
 from mnistlab.artifacts.layers import (
     SPLITS,
     network,
     probe_images,
 )
+from mnistlab.artifacts.trained_models import ModelDiagnostic, ModelState, by_name
 from mnistlab.errors import (
     one_of,
     positive_int,
@@ -62,15 +62,18 @@ def embed_features(
     return tsne.fit_transform(features), float(tsne.kl_divergence_)
 
 
-class FeatureTSNE(Diagnostic):
+class FeatureTSNE(ModelDiagnostic):
     """At the end of training, embeds ``num_samples`` images of ``split`` with t-SNE.
 
-    Writes ``tsne.csv`` (x, y, label, class), ``tsne.json`` (perplexity, KL divergence,
-    silhouette of the classes in 2-D: near 1 = well separated clusters) and ``tsne.png``.
+    It embeds the features of the checkpoint the test metrics use (``best``) and, when it is
+    an earlier epoch, those of the end of training too. Writes ``tsne.csv`` (model, epoch,
+    x, y, label, class), ``tsne.json`` (per model: perplexity, KL divergence, silhouette of
+    the classes in 2-D, near 1 = well separated clusters) and ``tsne.png`` (one panel per
+    model, titled ``best (epoch k)`` / ``end (epoch n)``).
     """
 
     name = "tsne"
-    caption = "t-SNE of the penultimate features, coloured by class"
+    caption = "t-SNE of the penultimate features, coloured by class (best checkpoint and end)"
     files = ("tsne.png", "tsne.csv", "tsne.json")
 
     def __init__(
@@ -89,61 +92,66 @@ class FeatureTSNE(Diagnostic):
         self.pca_dims = positive_int(pca_dims, "callbacks.tsne.pca_dims")
         self.seed = seed
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.skip(trainer):
-            return
+    def describe(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        models: list[tuple[ModelState, torch.nn.Module]],
+    ) -> None:
         x, labels = probe_images(trainer, pl_module, self.split, self.num_samples, self.seed)
-        features = penultimate_features(network(pl_module), x)
-        out = self.out_dir(trainer)
-        try:
-            xy, kl = embed_features(features, self.perplexity, self.pca_dims, self.seed)
-        except ValueError as err:
-            log.warning("t-SNE skipped: %s", err)
-            write_json(out / "tsne.json", {"skipped": str(err)})
-            return
+        y = labels.numpy()
         names = list(getattr(trainer.datamodule, "class_names", [])) or [
             str(i) for i in range(int(labels.max()) + 1)
         ]
-        y = labels.numpy()
-        silhouette = float(silhouette_score(xy, y)) if len(set(y.tolist())) > 1 else float("nan")
-        write_csv(
-            out / "tsne.csv",
-            [
-                {"x": float(a), "y": float(b), "label": int(c), "class": names[c]}
+        out = self.out_dir(trainer)
+        rows, panels, results = [], [], []
+        for state, model in models:
+            features = penultimate_features(model, x)
+            try:
+                xy, kl = embed_features(features, self.perplexity, self.pca_dims, self.seed)
+            except ValueError as err:
+                log.warning("t-SNE of the %s model skipped: %s", state.label, err)
+                results.append((state, {"skipped": str(err)}))
+                continue
+            silhouette = (
+                float(silhouette_score(xy, y)) if len(set(y.tolist())) > 1 else float("nan")
+            )
+            rows += [
+                {"model": state.name, "epoch": state.epoch, "x": float(a), "y": float(b),
+                 "label": int(c), "class": names[c]}
                 for (a, b), c in zip(xy, y, strict=True)
-            ],
-        )
-        write_json(
-            out / "tsne.json",
-            {
-                "num_samples": len(y),
-                "split": self.split,
-                "feature_dim": features.shape[1],
-                "perplexity": self.perplexity,
-                "kl_divergence": kl,
-                "silhouette_2d": silhouette,
-            },
-        )
-        plot_tsne(
-            xy,
-            y,
-            names,
-            f"{type(network(pl_module)).__name__} penultimate features, {self.split} split "
-            f"(n={len(y)}, silhouette {silhouette:.2f})",
-            out / "tsne.png",
-        )
+            ]  # fmt: skip
+            results.append((state, {"feature_dim": features.shape[1], "kl_divergence": kl,
+                                    "silhouette_2d": silhouette}))  # fmt: skip
+            panels.append((f"{state.label}{': tested' if state.tested else ''}, "
+                           f"silhouette {silhouette:.2f}", xy))  # fmt: skip
+        settings = {"num_samples": len(y), "split": self.split, "perplexity": self.perplexity}
+        write_json(out / "tsne.json", {**settings, **by_name(results)})
+        if rows:
+            write_csv(out / "tsne.csv", rows)
+            title = f"{type(network(pl_module)).__name__} penultimate features, {self.split} split (n={len(y)})"
+            plot_tsne(panels, y, names, title, out / "tsne.png")
 
 
-def plot_tsne(xy: np.ndarray, labels: np.ndarray, names: list[str], title: str, path: Path) -> None:
+def plot_tsne(
+    panels: list[tuple[str, np.ndarray]],
+    labels: np.ndarray,
+    names: list[str],
+    title: str,
+    path: Path,
+) -> None:
+    """One scatter per model (``(title, xy)``), coloured by class, one shared legend."""
     from matplotlib import colormaps
 
-    fig, (ax,) = grid_figure(1, size=(7.0, 6.0))
+    fig, axes = grid_figure(len(panels), cols=len(panels), size=(6.2, 6.0))
     cmap = colormaps["tab10"]
-    for c, name in enumerate(names):
-        pts = xy[labels == c]
-        ax.scatter(pts[:, 0], pts[:, 1], s=4, color=cmap(c % 10), label=name, alpha=0.8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=10)
-    ax.legend(markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    for ax, (panel_title, xy) in zip(axes, panels, strict=True):
+        for c, name in enumerate(names):
+            pts = xy[labels == c]
+            ax.scatter(pts[:, 0], pts[:, 1], s=4, color=cmap(c % 10), label=name, alpha=0.8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(panel_title, fontsize=10)
+    axes[-1].legend(markerscale=3, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title, fontsize=10)
     save_figure(fig, path)

@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab.artifacts.base import Diagnostic
 from mnistlab.artifacts.figures import grid_figure, save_figure
 from mnistlab.artifacts.layers import (
     layer_label,
     network,
     weight_layers,
 )
+from mnistlab.artifacts.trained_models import ModelDiagnostic, ModelState
 from mnistlab.errors import (
     whole_number,
 )
@@ -44,21 +44,26 @@ def weight_statistics(model: nn.Module, near_zero: float = 1e-3) -> dict[str, di
 
 
 def _sample(w: torch.Tensor, generator: torch.Generator) -> np.ndarray:
+    """A copy of (up to ``HIST_VALUES`` of) the weights: a view of a small CPU layer's weights
+    would change as training updates them in place."""
     flat = w.detach().float().flatten().cpu()
     if flat.numel() > HIST_VALUES:
         flat = flat[torch.randint(flat.numel(), (HIST_VALUES,), generator=generator)]
-    return flat.numpy()
+    return flat.numpy().copy()
 
 
-class WeightHistograms(Diagnostic):
-    """Snapshots every layer's weights at the start, every ``every_n_epochs`` epochs (0: never) and the end.
+class WeightHistograms(ModelDiagnostic):
+    """Snapshots every layer's weights at the start, every ``every_n_epochs`` epochs (0: never)
+    and for the trained models: ``best`` (the checkpoint the test metrics use) and ``end``.
 
-    Writes ``weight_stats.csv`` (snapshot, epoch, layer and :func:`weight_statistics`)
-    and ``weight_hist.png`` (one panel per layer, initialization vs end).
+    Writes ``weight_stats.csv`` (snapshot, epoch, layer and :func:`weight_statistics`;
+    snapshots ``init`` (epoch 0), ``epoch<k>``, ``best`` and ``end``, the last two with the
+    same numbers when the best checkpoint is the last epoch) and ``weight_hist.png`` (one
+    panel per layer: initialization, best and, when it differs, end).
     """
 
     name = "weight_histograms"
-    caption = "Weight histograms and statistics per layer, at init and as training goes"
+    caption = "Weight histograms and statistics per layer, at init, as training goes, best and end"
     files = ("weight_hist.png", "weight_stats.csv")
 
     def __init__(self, every_n_epochs: int = 0, dirpath: str | None = None) -> None:
@@ -67,53 +72,73 @@ class WeightHistograms(Diagnostic):
             every_n_epochs, "callbacks.weight_histograms.every_n_epochs", minimum=0
         )
         self.rows: list[dict[str, Any]] = []
-        self.samples: dict[str, dict[str, np.ndarray]] = {}
+        self.init: dict[str, np.ndarray] = {}
         self.labels: dict[str, str] = {}
 
-    def _snapshot(self, pl_module: L.LightningModule, name: str, epoch: int) -> None:
-        model = network(pl_module)
+    def _snapshot(self, model: nn.Module, name: str, epoch: int) -> dict[str, np.ndarray]:
+        """Record the statistics rows of ``model``; return a sample of each layer's weights."""
         for layer, stats in weight_statistics(model).items():
             self.rows.append({"snapshot": name, "epoch": epoch, "layer": layer, **stats})
         generator = torch.Generator().manual_seed(0)
-        self.samples[name] = {n: _sample(m.weight, generator) for n, m in weight_layers(model)}
-        self.labels = {n: layer_label(n, m) for n, m in weight_layers(model)}
+        return {n: _sample(m.weight, generator) for n, m in weight_layers(model)}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.rows, self.samples = [], {}
+        self.rows, self.init = [], {}
         if not self.skip(trainer):
-            self._snapshot(pl_module, "init", -1)
+            model = network(pl_module)
+            self.labels = {n: layer_label(n, m) for n, m in weight_layers(model)}
+            self.init = self._snapshot(model, "init", 0)  # epoch 0: the initialization
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         n = self.every_n_epochs
-        if not self.skip(trainer) and n and (trainer.current_epoch + 1) % n == 0:
-            self._snapshot(pl_module, f"epoch{trainer.current_epoch}", trainer.current_epoch)
+        epoch = trainer.current_epoch + 1  # the epoch just done, 1 = the first
+        if not self.skip(trainer) and n and epoch % n == 0:
+            self._snapshot(network(pl_module), f"epoch{epoch}", epoch)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.skip(trainer) or "init" not in self.samples:
+    def describe(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        models: list[tuple[ModelState, nn.Module]],
+    ) -> None:
+        if not self.init:
             return
-        self._snapshot(pl_module, "end", trainer.current_epoch)
+        samples = []
+        for state, model in models:
+            samples.append((state, self._snapshot(model, state.name, state.epoch)))
+            if state.is_end:  # one model, listed under both names
+                self._snapshot(model, "end", state.epoch)
         out = self.out_dir(trainer)
         write_csv(out / "weight_stats.csv", self.rows)
-        plot_weight_histograms(
-            self.samples["init"], self.samples["end"], self.labels, out / "weight_hist.png"
-        )
+        plot_weight_histograms(self.init, samples, self.labels, out / "weight_hist.png")
 
 
 def plot_weight_histograms(
-    init: dict[str, np.ndarray], end: dict[str, np.ndarray], labels: dict[str, str], path: Path
+    init: dict[str, np.ndarray],
+    trained: list[tuple[ModelState, dict[str, np.ndarray]]],
+    labels: dict[str, str],
+    path: Path,
 ) -> None:
-    fig, axes = grid_figure(len(end), cols=4, size=(3.6, 2.8))
-    for ax, name in zip(axes, end, strict=True):
-        both = np.concatenate([init[name], end[name]])
+    """One panel per layer: the initialization (outline) and each trained model."""
+    fig, axes = grid_figure(len(init), cols=4, size=(3.6, 2.8))
+    tested = next(sample for state, sample in trained if state.tested)
+    for ax, name in zip(axes, init, strict=True):
+        both = np.concatenate([init[name], *[sample[name] for _, sample in trained]])
         finite = both[np.isfinite(both)]
         bins = np.histogram_bin_edges(finite, bins=60) if finite.size and np.ptp(finite) > 0 else 60
-        ax.hist(end[name], bins=bins, color="C1", alpha=0.6, label="end")
-        ax.hist(init[name], bins=bins, color="black", histtype="step", lw=1.0, label="init")
+        for state, sample in trained:
+            style = {"alpha": 0.6} if state.tested else {"histtype": "step", "lw": 1.2}
+            ax.hist(sample[name], bins=bins, color="C1" if state.tested else "C0",
+                    label=state.label, **style)  # fmt: skip
+        ax.hist(
+            init[name], bins=bins, color="black", histtype="step", lw=1.0, label="init (epoch 0)"
+        )
         ax.set_title(
-            f"{labels.get(name, name)}\nstd {np.std(init[name]):.3g} -> {np.std(end[name]):.3g}",
+            f"{labels.get(name, name)}\nstd {np.std(init[name]):.3g} -> {np.std(tested[name]):.3g}",
             fontsize=8,
         )
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7)
-    fig.suptitle("Weight histograms per layer: initialization vs end of training")
+    label = next(state.label for state, _ in trained if state.tested)
+    fig.suptitle(f"Weight histograms per layer: initialization vs {label} (the tested model)")
     save_figure(fig, path)

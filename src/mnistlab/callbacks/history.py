@@ -16,9 +16,13 @@ from mnistlab.files import write_csv
 class EpochHistory(L.Callback):
     """Rows of ``epoch, lr, epoch_time_s, train/*, val/*`` in ``<dir>/history.csv``.
 
+    ``epoch`` counts completed epochs, 1..n (the lab's one numbering: 0 is the
+    initialization, epoch *k* is the model after *k* passes over the data), so it equals
+    Lightning's ``current_epoch + 1`` and ``metrics.json``'s ``best_epoch`` is one of them.
+
     A row is complete only after the module's own epoch-end hook has logged the
     train metrics, which Lightning runs after the callbacks' hook; so the row of
-    epoch *e* is written when epoch *e + 1* starts, and the last one when training ends.
+    epoch *k* is written when epoch *k + 1* starts, and the last one when training ends.
     The file is rewritten each epoch, so a crash keeps the epochs already done. The rows are
     also saved in checkpoints, so a resumed run's history holds every epoch once.
     """
@@ -57,7 +61,7 @@ class EpochHistory(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
-        self._pending = {"epoch": trainer.current_epoch, "lr": lr}
+        self._pending = {"epoch": trainer.current_epoch + 1, "lr": lr}
         self._epoch_start = time.perf_counter()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -87,7 +91,7 @@ class EpochHistory(L.Callback):
         write_csv(self.path, self.rows)
 
     def best_epoch(self, monitor: str = "val/acc") -> int | None:
-        """First epoch with the highest ``monitor`` (None before any validation)."""
+        """First epoch (1..n) with the highest ``monitor`` (None before any validation)."""
         scored = [
             (r[monitor], -r["epoch"])
             for r in self.rows

@@ -79,10 +79,10 @@ def metric_bars(
     if lows and all(m.endswith(("acc", "acc_best", "f1_macro")) for m in metrics):
         lo, hi = min(lows), max(lows)
         pad = max(0.01, (hi - lo) * 0.15)
-        left = max(0.0, lo - pad)
-        ax.set_xlim(left, min(1.0, hi + pad) if hi + pad <= 1 else hi + pad * 0.3)
-        zoom = " (axis zoomed: it does not start at 0)" if left > 0 else ""
-        ax.set_xlabel(f"score{zoom}; dots = single seeds")
+        ax.set_xlim(max(0.0, lo - pad), min(1.0, hi + pad) if hi + pad <= 1 else hi + pad * 0.3)
+    # said only of an axis that really starts above 0 (a zoomed bar's length means nothing)
+    zoom = " (axis zoomed: it does not start at 0)" if ax.get_xlim()[0] > 0 else ""
+    ax.set_xlabel(f"score{zoom}; dots = single seeds")
     ax.set_title(f"Groups ranked by mean {analysis.metric} (best on top)")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from mnistlab.artifacts.figures import save_figure
 from mnistlab.report import figures
+from mnistlab.report.notebook import RECORD, record_study
 from mnistlab.report.stats import (
     METRICS,
     Analysis,
@@ -452,6 +453,11 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
             study_images.append(
                 (stem, caption, save_figure(fig, fig_dir / f"{stem}.png").read_bytes())
             )
+        files = [
+            {"stem": s, "caption": c, "file": f"{FIGURE_DIR}/{s}.png"} for s, c, _ in study_images
+        ]
+        paths["study"] = record_study(out_dir / RECORD, study.name, study.question,
+                                      study.answer.sentences, files, analysis)  # fmt: skip
     comparisons = compare_to_best(analysis)
     compare_header, compare_rows = comparison_rows(comparisons)
     sentences = [comparison_sentence(c) for c in comparisons]

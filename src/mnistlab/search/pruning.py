@@ -12,6 +12,10 @@ from mnistlab.search.trial import TrialLink, TrialReporter
 class TrialPruning(L.Callback):
     """After every validation epoch: report ``monitor`` (val/acc) and stop training if pruned.
 
+    The trial's step is the epoch number as everywhere in the lab (1 = the first epoch),
+    so ``pruned_after_epoch`` in ``metrics.json`` and the search report agree with
+    ``history.csv``; a pruner's ``n_warmup_steps: 2`` first prunes after epoch 2.
+
     Stopping goes through ``trainer.should_stop``, so the epoch's history, checkpoint and
     metrics are written as in any run; the trial is told ``PRUNED`` at that moment.
     """
@@ -35,7 +39,8 @@ class TrialPruning(L.Callback):
         if self.reporter is None or trainer.sanity_checking or self.pruned:
             return
         value: Any = trainer.callback_metrics.get(self.link.monitor)
-        if value is not None and self.reporter.report(float(value), trainer.current_epoch):
+        epoch = trainer.current_epoch + 1  # the epoch just validated, 1 = the first
+        if value is not None and self.reporter.report(float(value), epoch):
             trainer.should_stop = True
 
 

@@ -119,6 +119,24 @@ def _metric_values(group: Group, metric: str) -> list[float]:
     return [v for v in (j.metric(metric) for j in group.finished) if not math.isnan(v)]
 
 
+def _seeds(n: int) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _epoch_axis(ax: Any) -> None:
+    """Whole-number epoch ticks (1 = the first) for the curves drawn on ``ax``; a single epoch
+    gets one tick, not 0.96 ... 1.04."""
+    from matplotlib.ticker import MaxNLocator
+
+    xs = [float(x) for line in ax.get_lines() for x in line.get_xdata()]
+    if max(xs, default=1.0) <= 1:
+        ax.set_xlim(0.5, 1.5)
+        ax.set_xticks([1])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _best_epoch(job: Job) -> int | None:
     value = job.metrics.get("best_epoch")
     return int(value) if isinstance(value, (int, float)) else None

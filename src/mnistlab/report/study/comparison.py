@@ -18,9 +18,11 @@ from mnistlab.report.study.common import (
     Answer,
     _best_epoch,
     _colors,
+    _epoch_axis,
     _groups,
     _metric_text,
     _metric_values,
+    _seeds,
 )
 from mnistlab.report.study.gap import _series
 from mnistlab.report.study.lr_curves import _mean_curve
@@ -121,6 +123,7 @@ def answer_objectives(analysis: Analysis, spec: dict[str, Any]) -> Answer:
         ax.set_ylabel(f"val/loss ({name})")
     for ax in axes:
         ax.set_xlabel("epoch (1 = first)")
+        _epoch_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if len(by_objective) > 1:
@@ -129,13 +132,14 @@ def answer_objectives(analysis: Analysis, spec: dict[str, Any]) -> Answer:
             + ", ".join(by_objective)
             + ") measure different things and are not compared; compare accuracy."
         )
-    answer.figures.append(
+    answer.figures.insert(  # the key figure: accuracy shared, each loss on its own
+        0,
         (
             "study_objectives",
             "Validation accuracy of every group on one axis; each objective's loss in its own "
             "panel (an MSE value and a cross-entropy value are not on one scale).",
             fig,
-        )
+        ),
     )
     return answer
 
@@ -151,7 +155,7 @@ def answer_seed_spread(analysis: Analysis, spec: dict[str, Any]) -> Answer:
             if values:
                 answer.sentences.append(
                     f"{short_label(group)}: {metric} {_metric_text(values, metric)} over "
-                    f"{len(values)} seeds (range {_fmt_mean(min(values), metric)} - "
+                    f"{_seeds(len(values))} (range {_fmt_mean(min(values), metric)} - "
                     f"{_fmt_mean(max(values), metric)}); a difference smaller than this spread "
                     "is seed noise."
                 )
@@ -163,7 +167,7 @@ def answer_seed_spread(analysis: Analysis, spec: dict[str, Any]) -> Answer:
                     str(job.seed),
                     _fmt_mean(job.metric(analysis.metric), analysis.metric),
                     _fmt_mean(job.metric("test/acc"), "test/acc"),
-                    "—" if best is None else str(best + 1),
+                    "—" if best is None else str(best),
                 ]
             )
     if rows:
@@ -176,6 +180,7 @@ def answer_seed_spread(analysis: Analysis, spec: dict[str, Any]) -> Answer:
             ax.plot(np.arange(1, len(val) + 1), val, marker="o", ms=3, color=color,
                     label=f"{short_label(group)} seed {job.seed}")  # fmt: skip
         ax.set_xlabel("epoch (1 = first)")
+        _epoch_axis(ax)
         ax.set_ylabel("val/acc (%)")
         ax.set_title("Validation accuracy per seed: the seed-to-seed spread")
         ax.grid(alpha=0.3)

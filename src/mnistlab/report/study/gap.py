@@ -18,6 +18,7 @@ from mnistlab.report.study.common import (
     Answer,
     _best_epoch,
     _colors,
+    _epoch_axis,
     _groups,
     _metric_text,
     _metric_values,
@@ -29,6 +30,11 @@ from mnistlab.report.study.common import (
 
 def _series(job: Job, key: str) -> np.ndarray:
     return np.asarray([r.get(key, math.nan) for r in job.history], dtype=float)
+
+
+def _above(points: float) -> str:
+    """``4.00 points above`` / ``2.10 points below`` (train minus validation)."""
+    return f"{abs(points):.2f} points {'above' if points >= 0 else 'below'}"
 
 
 def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
@@ -46,8 +52,8 @@ def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
             n = min(len(train), len(val))
             gap = train[:n] - val[:n]
             gaps.append(gap)
-            best = _best_epoch(job)
-            best = best if best is not None and best < n else int(np.nanargmax(val[:n]))
+            best = _best_epoch(job)  # 1 = the first epoch = history row 0
+            best = best - 1 if best is not None and 1 <= best <= n else int(np.nanargmax(val[:n]))
             at_best.append(float(gap[best]))
             at_end.append(float(gap[-1]))
             train_best.append(float(train[best]))
@@ -65,9 +71,10 @@ def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
                 _metric_text(_metric_values(group, analysis.metric), analysis.metric),
             ]
         )
+        best, end = (_above(Stat.of(v).mean * 100) for v in (at_best, at_end))
         answer.sentences.append(
-            f"{short_label(group)}: train accuracy is {Stat.of(at_best).mean * 100:.2f} points "
-            f"above validation at the best epoch ({Stat.of(at_end).mean * 100:.2f} at the end)."
+            f"{short_label(group)}: train accuracy is {best} validation at the best epoch "
+            f"and {end} it at the end."
         )
     if not curves:
         answer.notes.append("gap: no history.csv with train/acc and val/acc in the job folders.")
@@ -81,6 +88,7 @@ def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
         ax.fill_between(x, stack.min(axis=0), stack.max(axis=0), color=color, alpha=0.15)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("epoch (1 = first)")
+    _epoch_axis(ax)
     ax.set_ylabel("train/acc - val/acc (points)")
     ax.set_title("Generalization gap per group (mean over seeds; band = seed min-max)")
     ax.grid(alpha=0.3)
@@ -89,8 +97,8 @@ def answer_gap(analysis: Analysis, spec: dict[str, Any]) -> Answer:
     answer.figures.append(
         (
             "study_gap",
-            "Train minus validation accuracy per epoch, one shared axis (accuracy, not loss: "
-            "the train loss includes penalties such as L1, the validation loss does not). "
+            "Train minus validation accuracy per epoch, one shared axis (train/loss is the data "
+            "loss without the L1 term, as val/loss; its gap is in the generic figures below). "
             "train/acc is the running average over each epoch, with dropout and augmentation on.",
             fig,
         )

@@ -23,6 +23,7 @@ from mnistlab.report.study.common import (
     _metric_values,
     _num,
     _read_csv,
+    _seeds,
     _sig,
 )
 
@@ -95,7 +96,9 @@ def answer_grad_norms(analysis: Analysis, spec: dict[str, Any]) -> Answer:
         steps = per_job[0][2][:length]
         ratios = np.stack([n[:length, 0] / n[:length, -1] for _, _, _, n in per_job])
         with np.errstate(all="ignore"):
-            ax_steps.plot(steps, np.exp(np.nanmean(np.log(ratios), axis=0)), color=color, lw=1.3)
+            marker = "o" if length <= 20 else None  # a short run: a few points, not a line
+            ax_steps.plot(steps, np.exp(np.nanmean(np.log(ratios), axis=0)), color=color, lw=1.3,
+                          marker=marker, ms=4)  # fmt: skip
         rows.append(
             [
                 group.label,
@@ -110,7 +113,7 @@ def answer_grad_norms(analysis: Analysis, spec: dict[str, Any]) -> Answer:
         answer.sentences.append(
             f"{label}: the first layer gets {Stat.of(early).mean:.3g}x the last layer's gradient "
             f"over the first {n_first} steps and {Stat.of(whole).mean:.3g}x over the whole run "
-            f"(mean over {len(per_job)} seeds; {analysis.metric} "
+            f"(mean over {_seeds(len(per_job))}; {analysis.metric} "
             f"{_metric_text(_metric_values(group, analysis.metric), analysis.metric)})."
         )
     for ax in (ax_depth, ax_steps):

@@ -12,7 +12,14 @@ from mnistlab.report.stats import (
     Group,
     short_label,
 )
-from mnistlab.report.study.common import Answer, _colors, _groups, _metric_text, _metric_values
+from mnistlab.report.study.common import (
+    Answer,
+    _colors,
+    _epoch_axis,
+    _groups,
+    _metric_text,
+    _metric_values,
+)
 from mnistlab.report.study.gap import _series
 
 # --- lr_curves: schedules -------------------------------------------------------------------
@@ -56,6 +63,7 @@ def answer_lr_curves(analysis: Analysis, spec: dict[str, Any]) -> Answer:
     ax_val.set_ylabel("val/acc (%)")
     ax_val.set_title("Validation accuracy per epoch (mean over seeds)")
     for ax in (ax_lr, ax_val):
+        _epoch_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     answer.figures.append(

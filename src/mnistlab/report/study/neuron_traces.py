@@ -13,7 +13,15 @@ from mnistlab.report.stats import (
     Analysis,
     short_label,
 )
-from mnistlab.report.study.common import DIAGNOSTICS, Answer, _groups, _num, _read_csv, _sig
+from mnistlab.report.study.common import (
+    DIAGNOSTICS,
+    Answer,
+    _groups,
+    _num,
+    _read_csv,
+    _seeds,
+    _sig,
+)
 
 # --- neuron_traces: symmetry of zero init -----------------------------------------------------
 
@@ -103,7 +111,7 @@ def answer_neuron_traces(analysis: Analysis, spec: dict[str, Any]) -> Answer:
             f"{layer} {next(iter(c))}" if len(c) == 1 else f"{layer} mixed ({c})"
             for layer, c in verdicts
         )
-        answer.sentences.append(f"{short_label(group)}: {described} ({len(per_job)} seeds).")
+        answer.sentences.append(f"{short_label(group)}: {described} ({_seeds(len(per_job))}).")
     lo = min(ax.get_ylim()[0] for ax in axes)
     hi = max(ax.get_ylim()[1] for ax in axes)
     for ax in axes:
