@@ -391,6 +391,7 @@ def test_plateau_schedule_is_stepped_as_lightning_steps_it(
             "debug=fast",
             "trainer.max_epochs=4",
             "scheduler=plateau",
+            "optimizer.lr=0.001",
             "scheduler.monitor=val/loss",
             "scheduler.mode=max",  # a falling loss is "no improvement": halve each epoch
             "scheduler.patience=0",
