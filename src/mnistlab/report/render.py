@@ -468,9 +468,10 @@ def render(analysis: Analysis, sweep_dir: Path, out_dir: Path) -> dict[str, Path
     direction = "higher" if higher_is_better(analysis.metric) else "lower"
     title = f"Sweep report: {sweep_dir}"
     facts = [
-        f"{len(analysis.jobs)} jobs: {n_ok} finished, {n_failed} failed or missing"
+        f"{len(analysis.jobs)} job{'s' if len(analysis.jobs) != 1 else ''}: {n_ok} finished, "
+        f"{n_failed} failed or missing"
         + (f", {n_pruned} pruned" if n_pruned else "")
-        + f"; {len(analysis.groups)} configurations.",
+        + f"; {len(analysis.groups)} configuration{'s' if len(analysis.groups) != 1 else ''}.",
         f"Ranked by mean {analysis.metric} over seeds ({direction} is better). "
         "± is the sample standard deviation (ddof=1) over seeds; n seeds counts finished jobs.",
         "Swept: " + (", ".join(analysis.varying) or "only seeds") + ".",
