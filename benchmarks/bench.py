@@ -67,7 +67,7 @@ from mnistlab.data.datamodule import DATA_ROOT_ENV, MNISTDataModule
 from mnistlab.data.loader import InMemoryBatches
 from mnistlab.factory import build, build_callbacks, build_loggers, build_trainer
 from mnistlab.files import json_safe, write_json
-from mnistlab.optim import parameter_groups
+from mnistlab.optim import parameter_groups, prefer_fused
 from mnistlab.utils import quiet_warnings
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -81,6 +81,12 @@ AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 # --- configs ---------------------------------------------------------------------------------
+def same_optimizer(module: Any, net: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer mnistlab's run builds (fused kernel included), for the other pipelines."""
+    factory = prefer_fused(module.optimizer_factory, list(net.parameters()))
+    return factory(params=parameter_groups(net, False))
+
+
 def compose(
     model: str, batch_size: int, device: str, out_dir: Path, extra: list[str]
 ) -> DictConfig:
@@ -419,7 +425,7 @@ def bench_model(
             # (c) the plain loop over the same resident tensors, same net type and optimizer
             _, fresh = build(cfg)
             net = fresh.net.to(device)
-            optimizer = fresh.optimizer_factory(params=parameter_groups(net, False))
+            optimizer = same_optimizer(fresh, net)
             prepare = make_normalizer(dm, fresh.channels_last)
             # the floor does the same arithmetic as mnistlab: its autocast on a GPU (bf16-mixed)
             amp = AUTOCAST.get(str(cfg.trainer.precision)) if device.type == "cuda" else None
@@ -439,7 +445,7 @@ def bench_model(
                 # (d) the same net and optimizer in the simplest LightningModule
                 _, fresh = build(cfg)
                 net = fresh.net.to(device)
-                optimizer = fresh.optimizer_factory(params=parameter_groups(net, False))
+                optimizer = same_optimizer(fresh, net)
                 bare = BareModule(net, optimizer, prepare)
                 n, s, cpu = bare_lightning_run(
                     bare,
@@ -466,7 +472,7 @@ def bench_model(
             for w in workers:
                 _, fresh = build(cfg)
                 net = fresh.net.to(device)  # the tutorials' default memory layout
-                optimizer = fresh.optimizer_factory(params=parameter_groups(net, False))
+                optimizer = same_optimizer(fresh, net)
                 identity = make_normalizer(dm, False)
                 loader = standard_loader(dm, True, bs, w, device)
                 n, s, _ = train_loop(net, optimizer, loader, device, train_batches, identity)

@@ -276,3 +276,48 @@ def test_epoch_schedules_scale_with_max_epochs() -> None:
     cfg = compose_config(["scheduler=multistep", "trainer.max_epochs=20"])
     assert list(cfg.scheduler.milestones) == [10, 15]
     assert compose_config(["scheduler=step", "trainer.max_epochs=30"]).scheduler.step_size == 10
+
+
+def _optimizer(*overrides: str) -> torch.optim.Optimizer:
+    _, module = build(_composed(*overrides))
+    config = _configure(module)
+    return config["optimizer"] if isinstance(config, dict) else config
+
+
+def test_fused_kernel_unless_the_config_chooses() -> None:
+    """CPU runs step Adam/AdamW/SGD with torch's fused kernel; a written choice is kept."""
+    assert all(g["fused"] is True for g in _optimizer().param_groups)  # default AdamW
+    assert _optimizer("optimizer=sgd").param_groups[0]["fused"] is True
+    assert not _optimizer("+optimizer.fused=false").param_groups[0]["fused"]
+    explicit = _optimizer("+optimizer.foreach=true").param_groups[0]
+    assert explicit["foreach"] is True and not explicit["fused"]
+    assert _optimizer("optimizer=rmsprop").param_groups[0].get("fused") is None
+
+
+def test_fused_choice_needs_float_parameters_on_cpu_or_cuda() -> None:
+    from mnistlab.optim import prefer_fused
+
+    adamw = functools.partial(torch.optim.AdamW, lr=1e-3)
+    on_meta = [torch.nn.Parameter(torch.zeros(3, device="meta"))]
+    assert prefer_fused(adamw, on_meta) is adamw
+    assert prefer_fused(adamw, [torch.nn.Parameter(torch.zeros(3))]).keywords["fused"] is True
+    rmsprop = functools.partial(torch.optim.RMSprop, lr=1e-3)
+    assert prefer_fused(rmsprop, [torch.nn.Parameter(torch.zeros(3))]) is rmsprop
+
+
+def test_fused_and_loop_kernels_train_the_same_weights() -> None:
+    """The switch is a speed-up only: the same steps give the same weights."""
+    weights = []
+    for extra in ([], ["+optimizer.fused=false"]):
+        torch.manual_seed(0)
+        _, module = build(_composed("model=mlp", *extra))
+        config = _configure(module)
+        optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+        images, labels = torch.randn(16, 1, 28, 28), torch.arange(16) % 10
+        for _ in range(5):
+            optimizer.zero_grad()
+            module.criterion(module(images), labels).backward()
+            optimizer.step()
+            scheduler.step()
+        weights.append(torch.cat([p.detach().flatten() for p in module.net.parameters()]))
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=1e-6)

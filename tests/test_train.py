@@ -31,6 +31,10 @@ QUICK = [
 
 # ResNet's global-pooled features need more steps before they separate the classes.
 TRAIN_BATCHES = {"resnet": 100}
+# The test runs at a constant lr (scheduler=none): 40 steps of the default 3e-3 with no
+# warm-up are too big for Ciresan's 12M-parameter tanh net (27% test accuracy). With the
+# default warm-up it trains at 3e-3 (91% after 200 batches), so only the test pins it.
+FAMILY_OVERRIDES = {"dbsnet": ["optimizer.lr=0.001"]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -41,6 +45,7 @@ def test_each_family_learns_well_above_chance(family: str, make_config, data_roo
         f"data.root={data_root}",
         *QUICK,
         f"trainer.limit_train_batches={batches}",
+        *FAMILY_OVERRIDES.get(family, []),
     )
     metrics = train(cfg)
     assert metrics["status"] == "ok"

@@ -20,7 +20,7 @@ from torchmetrics.classification import (
 )
 
 from mnistlab.errors import ConfigError, in_range, one_of
-from mnistlab.optim import build_scheduler, parameter_groups
+from mnistlab.optim import build_scheduler, parameter_groups, prefer_fused
 from mnistlab.resume import rng_state, set_rng_state
 from mnistlab.scratch import lab as scratch
 
@@ -362,6 +362,8 @@ class ClassifierModule(L.LightningModule):
         factory = self.optimizer_factory
         if not self.automatic_optimization:  # the hand-written counterpart (mnistlab.scratch)
             factory = scratch.hand_written_optimizer(factory)
+        else:
+            factory = prefer_fused(factory, [p for g in groups for p in g["params"]])
         optimizer = factory(params=groups)
         if self.scheduler_factory is None:
             return optimizer
